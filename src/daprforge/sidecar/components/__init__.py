@@ -1,0 +1,1 @@
+"""Dapr component YAML: loading, validation and the registry of supported types."""
