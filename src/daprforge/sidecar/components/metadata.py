@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {
@@ -113,3 +114,16 @@ class ComponentMetadata(Mapping[str, str]):
                         name, f"must be a duration such as 20s or 1h, not {value!r}"
                     ) from None
         return default
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentConfig:
+    """What a component factory receives: resolved metadata and the sidecar's context."""
+
+    name: str
+    """The component's ``metadata.name``."""
+    metadata: ComponentMetadata
+    """``spec.metadata`` with secret and env references already resolved."""
+    app_id: str = ""
+    data_dir: str = "."
+    """Per-app folder for local files; relative paths in metadata resolve from the cwd."""

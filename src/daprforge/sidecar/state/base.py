@@ -8,11 +8,11 @@ maps the exceptions below to Dapr's status codes and error bodies. A store only 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from daprforge.sidecar.components.metadata import ComponentMetadata
+from daprforge.sidecar.components.metadata import ComponentConfig
 
 # Capability strings as reported by /v1.0/metadata (components-contrib state/feature.go).
 FEATURE_ETAG = "ETAG"
@@ -137,14 +137,5 @@ class StateStore(Protocol):
         """Run a query (``QUERY_API`` stores only)."""
 
 
-@dataclass(frozen=True, slots=True)
-class StoreConfig:
-    """What a store factory receives: resolved component metadata and context."""
-
-    name: str
-    """The component's ``metadata.name``."""
-    metadata: ComponentMetadata
-    """``spec.metadata`` with secret and env references already resolved."""
-    app_id: str = ""
-    data_dir: str = "."
-    """Per-app folder for local files; relative file paths in metadata resolve from the cwd."""
+# Store factories receive the component's resolved configuration.
+StoreConfig = ComponentConfig

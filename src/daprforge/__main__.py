@@ -1,0 +1,3 @@
+from daprforge.cli import app
+
+app(prog_name="daprforge")

@@ -1,0 +1,123 @@
+"""The ``daprforge`` command line: thin commands that parse, call one function, report."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from daprforge import __version__
+
+app = typer.Typer(
+    name="daprforge",
+    help="Generate and run FastAPI microservices wired to a Dapr sidecar.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"daprforge {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """daprforge: FastAPI + Dapr services, generated and run locally."""
+
+
+def _size(text: str) -> int:
+    from daprforge.sidecar.options import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+@app.command()
+def sidecar(
+    app_id: Annotated[str, typer.Option("--app-id", help="The app's Dapr id.")],
+    app_port: Annotated[
+        int | None,
+        typer.Option("--app-port", min=1, max=65535, help="Port the app listens on."),
+    ] = None,
+    dapr_http_port: Annotated[
+        int, typer.Option("--dapr-http-port", min=1, max=65535, help="Port of the Dapr HTTP API.")
+    ] = 3500,
+    resources_path: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--resources-path",
+            help="Folder of Dapr component/resource YAML (repeatable). "
+            "Default: embedded statestore (state.sqlite) and pubsub (pubsub.in-memory).",
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="A Dapr Configuration YAML file.")
+    ] = None,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug, info, warn or error.")
+    ] = "info",
+    app_protocol: Annotated[
+        str, typer.Option("--app-protocol", help="Protocol of the app channel (http only).")
+    ] = "http",
+    app_channel_address: Annotated[
+        str, typer.Option("--app-channel-address", help="Address the app listens on.")
+    ] = "127.0.0.1",
+    max_body_size: Annotated[
+        str, typer.Option("--max-body-size", help="Largest request body accepted, e.g. 4Mi.")
+    ] = "4Mi",
+    enable_api_logging: Annotated[
+        bool, typer.Option("--enable-api-logging", help="Log every API call.")
+    ] = False,
+) -> None:
+    """Run a local Dapr-compatible sidecar (the Dapr HTTP API v1.0).
+
+    Reads DAPR_API_TOKEN (required on every API call when set) and APP_API_TOKEN
+    (sent to the app) from the environment, as daprd does.
+    """
+    from daprforge.sidecar.options import SidecarOptions
+    from daprforge.sidecar.server import run
+
+    if app_protocol != "http":
+        raise typer.BadParameter("only 'http' is supported", param_hint="--app-protocol")
+    level = {"warn": "warning"}.get(log_level.lower(), log_level.lower())
+    if level not in ("debug", "info", "warning", "error"):
+        raise typer.BadParameter("use debug, info, warn or error", param_hint="--log-level")
+    options = SidecarOptions(
+        app_id=app_id,
+        app_port=app_port,
+        app_channel_address=app_channel_address,
+        app_protocol=app_protocol,
+        dapr_http_port=dapr_http_port,
+        resources_paths=tuple(resources_path or ()),
+        config=config,
+        log_level=level,
+        max_body_size=_size(max_body_size),
+        enable_api_logging=enable_api_logging,
+        api_token=os.environ.get("DAPR_API_TOKEN") or None,
+    )
+    raise typer.Exit(run(options))
+
+
+@app.command()
+def demo() -> None:
+    """Start a local sidecar and walk through the state API, printing each step."""
+    import asyncio
+
+    from rich.console import Console
+
+    from daprforge.demo import run_demo
+
+    if not asyncio.run(run_demo(Console())):
+        raise typer.Exit(1)

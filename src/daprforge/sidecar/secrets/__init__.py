@@ -1,0 +1,1 @@
+"""Secret store components and the secrets API."""
