@@ -117,7 +117,7 @@ def test_missing_resources_path(tmp_path: Path) -> None:
 def test_registry_names_supported_types_and_versions(tmp_path: Path) -> None:
     text = "kind: Component\nmetadata: {name: s}\nspec: {type: state.redis, version: v1}\n"
     [spec] = load_resources([write(tmp_path, "r.yaml", text)]).components
-    with pytest.raises(ResourceError, match="supported types: .*state.sqlite"):
+    with pytest.raises(ResourceError, match=r"supported types: .*state\.sqlite"):
         registry.resolve_version(spec)
     text = "kind: Component\nmetadata: {name: s}\nspec: {type: state.postgresql, version: v9}\n"
     [spec] = load_resources([write(tmp_path, "r.yaml", text)]).components
