@@ -132,5 +132,7 @@ async def run_demo(console: Console) -> bool:
     if failed:
         console.print(f"[bold red]{len(failed)} step(s) did not answer as Dapr would.[/]")
         return False
-    console.print(f"[green]All {len(steps)} steps returned the status the Dapr HTTP API specifies.[/]")
+    console.print(
+        f"[green]All {len(steps)} steps returned the status the Dapr HTTP API specifies.[/]"
+    )
     return True

@@ -30,9 +30,9 @@ from daprforge.sidecar.state.base import (
     ETagMismatchError,
     Operation,
     Query,
-    QueryError,
     SetRequest,
     StateItem,
+    StateStoreError,
 )
 from daprforge.sidecar.state.keys import IllegalKeyError, check_key, original_key
 
@@ -367,9 +367,10 @@ async def query_state(call: DaprRequest) -> Response:
     except BodyTooLargeError as exc:
         raise errors.malformed_request(str(exc)) from None
     try:
-        query = _parse_query(body, binding.prefix)
+        # Like daprd, a query is not limited to this app's key prefix.
+        query = _parse_query(body)
         result = await binding.store.query(query)
-    except (QueryError, ValueError) as exc:
+    except (StateStoreError, ValueError) as exc:
         raise errors.state_query_failed(store, str(exc)) from None
     if not result.items:
         return _EMPTY
@@ -386,7 +387,7 @@ async def query_state(call: DaprRequest) -> Response:
     return _json_response("{" + ",".join(parts) + "}")
 
 
-def _parse_query(body: bytes, prefix: str) -> Query:
+def _parse_query(body: bytes) -> Query:
     try:
         document = json.loads(body or b"{}")
     except ValueError as exc:
@@ -413,7 +414,7 @@ def _parse_query(body: bytes, prefix: str) -> Query:
         raise ValueError("page.limit must be a non-negative integer")
     if token is not None and not isinstance(token, str):
         raise ValueError("page.token must be a string")
-    return Query(filter=filter_, sort=tuple(sort), limit=limit, token=token, key_prefix=prefix)
+    return Query(filter=filter_, sort=tuple(sort), limit=limit, token=token)
 
 
 ROUTES: list[Route] = [

@@ -87,8 +87,6 @@ class Query:
     """Page size; 0 means no limit."""
     token: str | None = None
     """Opaque continuation token returned by the previous page."""
-    key_prefix: str = ""
-    """Only keys starting with this prefix are visible (the ``appid||`` part)."""
 
 
 @dataclass(frozen=True, slots=True)
