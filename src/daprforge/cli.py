@@ -54,6 +54,15 @@ def sidecar(
     dapr_http_port: Annotated[
         int, typer.Option("--dapr-http-port", min=1, max=65535, help="Port of the Dapr HTTP API.")
     ] = 3500,
+    dapr_internal_grpc_port: Annotated[
+        int,
+        typer.Option(
+            "--dapr-internal-grpc-port",
+            min=0,
+            max=65535,
+            help="Port other sidecars use to reach this one (0: any free port).",
+        ),
+    ] = 0,
     resources_path: Annotated[
         list[Path] | None,
         typer.Option(
@@ -100,12 +109,14 @@ def sidecar(
         app_channel_address=app_channel_address,
         app_protocol=app_protocol,
         dapr_http_port=dapr_http_port,
+        dapr_internal_port=dapr_internal_grpc_port,
         resources_paths=tuple(resources_path or ()),
         config=config,
         log_level=level,
         max_body_size=_size(max_body_size),
         enable_api_logging=enable_api_logging,
         api_token=os.environ.get("DAPR_API_TOKEN") or None,
+        app_token=os.environ.get("APP_API_TOKEN") or None,
     )
     raise typer.Exit(run(options))
 

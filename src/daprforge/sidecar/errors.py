@@ -177,3 +177,26 @@ def direct_invoke_no_app_id() -> DaprError:
         "ERR_DIRECT_INVOKE",
         "failed getting app id either from the URL path or the header dapr-app-id",
     )
+
+
+# --- pub/sub (dapr pkg/api/errors/pubsub.go) ---------------------------------------------
+
+
+def pubsub_error(
+    status: int,
+    error_code: str,
+    message: str,
+    reason: str,
+    pubsub: str,
+    metadata: dict[str, str] | None,
+    *,
+    resource: bool = True,
+) -> DaprError:
+    return kit_error(
+        status,
+        error_code,
+        message,
+        reason=f"DAPR_PUBSUB_{reason}",
+        metadata=metadata,
+        resource=("pubsub", pubsub) if resource else None,
+    )

@@ -19,7 +19,14 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"invalid character in literal {name}")
 
 
+class Number(str):
+    """A JSON number kept as its literal text, like Go's ``json.Number`` (``UseNumber``)."""
+
+
 _DECODER = json.JSONDecoder(parse_int=float, parse_constant=_reject_constant)
+_PRECISE_DECODER = json.JSONDecoder(
+    parse_int=Number, parse_float=Number, parse_constant=_reject_constant
+)
 _HTML_ESCAPES = str.maketrans(
     {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 )
@@ -29,13 +36,18 @@ class DecodeError(ValueError):
     pass
 
 
-def decode(body: bytes) -> Any:
-    """The first JSON value in ``body``; trailing data is ignored, as by ``json.Decoder``."""
+def decode(body: bytes, *, use_number: bool = False) -> Any:
+    """The first JSON value in ``body``; trailing data is ignored, as by ``json.Decoder``.
+
+    Numbers become float64 as Go decodes them into ``any``, or keep their exact text with
+    ``use_number`` (daprd does that for CloudEvent data so big numbers survive).
+    """
     text = body.decode("utf-8", errors="replace").lstrip(" \t\r\n")
     if not text:
         raise DecodeError("EOF")
+    decoder = _PRECISE_DECODER if use_number else _DECODER
     try:
-        value, _ = _DECODER.raw_decode(text)
+        value, _ = decoder.raw_decode(text)
     except json.JSONDecodeError as exc:
         raise DecodeError(f"invalid JSON at offset {exc.pos}: {exc.msg}") from None
     except ValueError as exc:  # NaN/Infinity literals, refused by parse_constant
@@ -49,6 +61,8 @@ def go_type_name(value: Any) -> str:
         return "object"
     if isinstance(value, list):
         return "array"
+    if isinstance(value, Number):
+        return "number"
     if isinstance(value, str):
         return "string"
     if isinstance(value, bool):
@@ -75,7 +89,9 @@ def _format_float(value: float) -> str:
 
 
 def _encode(value: Any, out: list[str]) -> None:
-    if isinstance(value, str):
+    if isinstance(value, Number):
+        out.append(str.__str__(value))
+    elif isinstance(value, str):
         out.append(json.dumps(value, ensure_ascii=False).translate(_HTML_ESCAPES))
     elif value is None:
         out.append("null")

@@ -29,6 +29,8 @@ class SidecarOptions:
     app_channel_address: str = "127.0.0.1"
     app_protocol: str = "http"
     dapr_http_port: int = 3500
+    dapr_internal_port: int = 0
+    """Where other sidecars reach this one (0: any free port); daprd's internal gRPC port."""
     listen_address: str = "127.0.0.1"
     resources_paths: tuple[Path, ...] = ()
     config: Path | None = None
@@ -36,3 +38,6 @@ class SidecarOptions:
     max_body_size: int = 4 * 2**20
     enable_api_logging: bool = False
     api_token: str | None = None
+    """``DAPR_API_TOKEN``: required on every API call when set."""
+    app_token: str | None = None
+    """``APP_API_TOKEN``: sent to the app on every call the sidecar makes to it."""

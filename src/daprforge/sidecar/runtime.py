@@ -11,11 +11,14 @@ import asyncio
 import logging
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
 from daprforge import __version__
+from daprforge.sidecar.app_channel import AppChannel
 from daprforge.sidecar.components import registry
 from daprforge.sidecar.components.loader import ComponentSpec, MetadataItem, ResourceError
 from daprforge.sidecar.components.metadata import (
@@ -23,6 +26,12 @@ from daprforge.sidecar.components.metadata import (
     ComponentConfigError,
     ComponentMetadata,
 )
+from daprforge.sidecar.nameresolution import SQLiteResolver
+from daprforge.sidecar.pubsub.base import PubSub
+from daprforge.sidecar.pubsub.delivery import Deliverer
+from daprforge.sidecar.pubsub.scopes import topic_allowed
+from daprforge.sidecar.pubsub.subscriptions import Subscription, from_app
+from daprforge.sidecar.resiliency import Resiliency
 from daprforge.sidecar.secrets.base import SecretStore
 from daprforge.sidecar.secrets.env import is_sensitive_variable
 from daprforge.sidecar.state.base import StateStore
@@ -50,6 +59,20 @@ class StateStoreBinding:
 
 
 @dataclass(slots=True)
+class PubSubBinding:
+    """A pub/sub component with the topic scoping its metadata declares."""
+
+    pubsub: PubSub
+    metadata: ComponentMetadata
+
+    def can_publish(self, app_id: str, topic: str) -> bool:
+        return topic_allowed(self.metadata, "publishingScopes", app_id, topic)
+
+    def can_subscribe(self, app_id: str, topic: str) -> bool:
+        return topic_allowed(self.metadata, "subscriptionScopes", app_id, topic)
+
+
+@dataclass(slots=True)
 class Runtime:
     app_id: str
     components: Sequence[ComponentSpec]
@@ -57,10 +80,22 @@ class Runtime:
     app_port: int | None = None
     app_address: str = "127.0.0.1"
     secret_scopes: dict[str, Any] = field(default_factory=dict)
+    declared_subscriptions: list[Subscription] = field(default_factory=list)
+    resiliency: Resiliency = field(default_factory=lambda: Resiliency({}, {}, {}))
+    app_token: str | None = None
 
     loaded: list[LoadedComponent] = field(default_factory=list)
     state_stores: dict[str, StateStoreBinding] = field(default_factory=dict)
     secret_stores: dict[str, SecretStore] = field(default_factory=dict)
+    pubsubs: dict[str, PubSubBinding] = field(default_factory=dict)
+    subscriptions: list[Subscription] = field(default_factory=list)
+    """The subscriptions in effect (declarative and the app's), for /v1.0/metadata."""
+    app_channel: AppChannel | None = None
+    resolver: SQLiteResolver | None = None
+    http_client: httpx.AsyncClient = field(
+        default_factory=lambda: httpx.AsyncClient(timeout=httpx.Timeout(None, connect=5.0))
+    )
+    """Pooled client for calls to other sidecars and external endpoints."""
     extended: dict[str, str] = field(default_factory=dict)
     outbound_ready: bool = False
     app_ready: bool = False
@@ -89,13 +124,21 @@ class Runtime:
             await self._load(spec)
         self.outbound_ready = True
         if self.app_port:
-            self._spawn(self._wait_for_app())
+            self.app_channel = AppChannel(
+                self.app_address, self.app_port, self.app_id, self.app_token
+            )
+            self._spawn(self._connect_app())
         else:
             self.app_ready = True
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
+        if self.app_channel is not None:
+            await self.app_channel.close()
+        if self.resolver is not None:
+            await self.resolver.close()
+        await self.http_client.aclose()
         for component in reversed(self.loaded):
             close = getattr(component.instance, "close", None)
             if close is None:
@@ -109,6 +152,39 @@ class Runtime:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _connect_app(self) -> None:
+        """Wait for the app, then subscribe for it; the sidecar is ready after that."""
+        await self._wait_for_app()
+        assert self.app_channel is not None
+        subscriptions = [*self.declared_subscriptions]
+        subscriptions += from_app(await self.app_channel.subscriptions())
+        for subscription in subscriptions:
+            await self._subscribe(subscription, self.app_channel)
+        self.app_ready = True
+
+    async def _subscribe(self, subscription: Subscription, channel: AppChannel) -> None:
+        binding = self.pubsubs.get(subscription.pubsub)
+        where = f"{subscription.pubsub}/{subscription.topic}"
+        if binding is None:
+            log.warning("subscription to %s: pubsub %r is not loaded", where, subscription.pubsub)
+            return
+        if not binding.can_subscribe(self.app_id, subscription.topic):
+            log.warning("subscription to %s: topic not allowed for app %s", where, self.app_id)
+            return
+        policy = self.resiliency.pubsub_inbound(subscription.pubsub)
+        deliverer = Deliverer(channel, self.publish_raw, policy)
+        await binding.pubsub.subscribe(
+            subscription.topic, deliverer.handler(subscription), subscription.metadata
+        )
+        self.subscriptions.append(subscription)
+        log.info("subscribed to %s (%s)", where, subscription.kind.lower())
+
+    async def publish_raw(
+        self, pubsub: str, topic: str, data: bytes, metadata: Mapping[str, str]
+    ) -> None:
+        """Publish bytes as they are (dead letters carry the original message)."""
+        await self.pubsubs[pubsub].pubsub.publish(topic, data, metadata)
 
     async def _wait_for_app(self) -> None:
         # daprd dials the app port every 100 ms (500 ms timeout each) with no overall limit.
@@ -136,6 +212,9 @@ class Runtime:
         make = registry.factory(spec)
         try:
             metadata = await self._resolve_metadata(spec)
+            if spec.building_block == "pubsub" and not metadata.get("consumerID"):
+                # daprd names the consumer (group) after the app unless told otherwise.
+                metadata = ComponentMetadata([*metadata.items(), ("consumerID", self.app_id)])
             config = ComponentConfig(spec.name, metadata, self.app_id, self.data_dir)
             instance = make(config) if make is not None else None
             if instance is not None:
@@ -167,6 +246,8 @@ class Runtime:
         elif spec.building_block == "secretstores":
             assert instance is not None
             self.secret_stores[spec.name] = instance
+        elif spec.building_block == "pubsub" and instance is not None:
+            self.pubsubs[spec.name] = PubSubBinding(instance, metadata)
         self.loaded.append(LoadedComponent(spec, version, instance, capabilities))
         log.info("component loaded: %s (%s/%s) from %s", spec.name, spec.type, version, spec.source)
 

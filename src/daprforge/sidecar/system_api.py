@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from daprforge.sidecar import errors
 from daprforge.sidecar.errors import DaprError
+from daprforge.sidecar.invoke import invoke
 from daprforge.sidecar.request import BodyTooLargeError, DaprRequest
 from daprforge.sidecar.routing import Route, route
 from daprforge.sidecar.runtime import RUNTIME_VERSION
@@ -58,6 +59,7 @@ def metadata_document(call: DaprRequest) -> dict[str, Any]:
         "runtimeVersion": RUNTIME_VERSION,
         "components": components,
         "extended": {"daprRuntimeVersion": RUNTIME_VERSION, **runtime.extended},
+        "subscriptions": [subscription.describe() for subscription in runtime.subscriptions],
         "appConnectionProperties": connection,
         "actorRuntime": {"runtimeStatus": "DISABLED", "hostReady": False, "placement": ""},
     }
@@ -81,18 +83,6 @@ async def put_metadata(call: DaprRequest) -> Response:
 async def shutdown(call: DaprRequest) -> Response:
     call.runtime.shutdown_requested.set()
     return _EMPTY
-
-
-async def invoke(call: DaprRequest) -> Response:
-    """Service invocation and the fallback for every route nobody else takes."""
-    target = call.params.get("id") or call.header("dapr-app-id")
-    if not target:
-        raise errors.direct_invoke_no_app_id()
-    raise DaprError(
-        500,
-        "ERR_DIRECT_INVOKE",
-        f"failed to invoke, id: {target}, err: couldn't find service: {target}",
-    )
 
 
 ROUTES: list[Route] = [

@@ -202,7 +202,7 @@ async def migrate(
                 raise StateStoreError(f"invalid migration level found in metadata table: {text}")
             level = int(text)
         for index in range(level, len(migrations)):
-            logger.info("Performing migration %d on %s (%s)", index + 1, metadata_table, key)
+            logger.debug("Performing migration %d on %s (%s)", index + 1, metadata_table, key)
             await migrations[index](conn)
             await conn.execute(
                 sql.SQL(

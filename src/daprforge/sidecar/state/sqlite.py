@@ -471,7 +471,7 @@ class SQLiteStore:
             ).fetchone()
             level = _migration_level(row[0]) if row is not None else 0
             for number in range(level, len(_MIGRATIONS)):
-                logger.info("state.sqlite: performing migration %d", number + 1)
+                logger.debug("state.sqlite: performing migration %d", number + 1)
                 conn.execute(_MIGRATIONS[number].format(table=self.settings.table))
                 conn.execute(
                     f"REPLACE INTO {meta} (key, value) VALUES ('{MIGRATIONS_KEY}', ?)",

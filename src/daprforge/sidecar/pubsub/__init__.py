@@ -1,0 +1,1 @@
+"""Pub/sub components, publishing, subscriptions and delivery to the app."""

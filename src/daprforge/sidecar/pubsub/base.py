@@ -1,0 +1,63 @@
+"""The contract every pub/sub component implements.
+
+A component moves opaque bytes between publishers and subscribers. Everything Dapr-specific
+(the CloudEvent envelope, routing rules, retries, dead letters, TTL) is done by the sidecar
+around it, exactly as daprd does around components-contrib brokers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+# Capability strings as reported by /v1.0/metadata (components-contrib pubsub/feature.go).
+FEATURE_MESSAGE_TTL = "MESSAGE_TTL"
+FEATURE_SUBSCRIBE_WILDCARDS = "SUBSCRIBE_WILDCARDS"
+FEATURE_BULK_PUBLISH = "BULK_PUBLISH"
+
+
+class PublishError(Exception):
+    """The broker refused or failed the publish (HTTP 500 ERR_PUBSUB_PUBLISH_MESSAGE)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message as the broker hands it to a subscriber."""
+
+    topic: str
+    data: bytes
+    """The bytes as published: usually the CloudEvent JSON, or the raw payload."""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    """Broker metadata; for Redis Streams this is the publish request's metadata."""
+
+
+Handler = Callable[[Message], Awaitable[None]]
+"""Delivers one message. Returning means processed (ack); raising means it failed.
+
+What a failure does is the component's own semantics, as in components-contrib: the
+in-memory broker only logs it; Redis Streams acknowledges it anyway (Dapr ≥ 1.17) unless
+the handler was cancelled (shutdown), in which case the message stays pending and is
+redelivered later. Retries and dead-lettering have already happened inside the handler.
+"""
+
+
+class PubSub(Protocol):
+    features: frozenset[str]
+
+    async def init(self) -> None:
+        """Connect; called once before publish or subscribe."""
+
+    async def close(self) -> None:
+        """Stop every subscription (in-flight handlers are cancelled) and disconnect."""
+
+    async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
+        """Raise :class:`PublishError` when the broker cannot take the message."""
+
+    async def subscribe(self, topic: str, handler: Handler, metadata: Mapping[str, str]) -> None:
+        """Start delivering ``topic`` to ``handler`` in the background and return.
+
+        ``metadata`` is the subscription's metadata (e.g. ``rawPayload``, ``consumerID``
+        overrides). Concurrency is bounded by the component (Redis: ``concurrency`` workers;
+        in-memory: one message at a time per subscription).
+        """
