@@ -26,7 +26,8 @@ FACTORIES: dict[str, dict[str, str]] = {
     "state.postgres": _STATE_POSTGRES,
     "secretstores.local.env": {"v1": "daprforge.sidecar.secrets.env:create"},
     "secretstores.local.file": {"v1": "daprforge.sidecar.secrets.file:create"},
-    "pubsub.in-memory": {"v1": ""},
+    "pubsub.in-memory": {"v1": "daprforge.sidecar.pubsub.memory:create"},
+    "pubsub.redis": {"v1": "daprforge.sidecar.pubsub.redis:create"},
 }
 """An empty factory path means the type loads and is reported, but is served elsewhere."""
 

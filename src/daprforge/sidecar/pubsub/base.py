@@ -17,7 +17,11 @@ FEATURE_SUBSCRIBE_WILDCARDS = "SUBSCRIBE_WILDCARDS"
 FEATURE_BULK_PUBLISH = "BULK_PUBLISH"
 
 
-class PublishError(Exception):
+class PubSubError(Exception):
+    """A pub/sub component failure."""
+
+
+class PublishError(PubSubError):
     """The broker refused or failed the publish (HTTP 500 ERR_PUBSUB_PUBLISH_MESSAGE)."""
 
 
@@ -26,6 +30,7 @@ class Message:
     """One message as the broker hands it to a subscriber."""
 
     topic: str
+    """The subscribed topic (for a wildcard subscription, its pattern, as upstream)."""
     data: bytes
     """The bytes as published: usually the CloudEvent JSON, or the raw payload."""
     metadata: Mapping[str, str] = field(default_factory=dict)
@@ -36,9 +41,10 @@ Handler = Callable[[Message], Awaitable[None]]
 """Delivers one message. Returning means processed (ack); raising means it failed.
 
 What a failure does is the component's own semantics, as in components-contrib: the
-in-memory broker only logs it; Redis Streams acknowledges it anyway (Dapr ≥ 1.17) unless
-the handler was cancelled (shutdown), in which case the message stays pending and is
-redelivered later. Retries and dead-lettering have already happened inside the handler.
+in-memory broker tries the handler up to 10 times, then drops the message; Redis Streams
+acknowledges it anyway (Dapr ≥ 1.17) unless the handler was cancelled (shutdown), in
+which case the message stays pending and is redelivered later. Resiliency retries and
+dead-lettering have already happened inside the handler.
 """
 
 
@@ -57,7 +63,7 @@ class PubSub(Protocol):
     async def subscribe(self, topic: str, handler: Handler, metadata: Mapping[str, str]) -> None:
         """Start delivering ``topic`` to ``handler`` in the background and return.
 
-        ``metadata`` is the subscription's metadata (e.g. ``rawPayload``, ``consumerID``
-        overrides). Concurrency is bounded by the component (Redis: ``concurrency`` workers;
-        in-memory: one message at a time per subscription).
+        ``metadata`` is the subscription's metadata (e.g. ``rawPayload``). Concurrency is
+        bounded by the component (Redis: ``concurrency`` workers; in-memory: one message at
+        a time per subscription).
         """
