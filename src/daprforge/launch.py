@@ -7,7 +7,9 @@ its command line and HTTP API, never by importing it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -15,6 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 
@@ -44,7 +47,14 @@ class SidecarProcess:
         extra_args: Sequence[str] = (),
         log_file: Path | None = None,
         ready_timeout: float = 20.0,
+        cwd: Path | None = None,
+        capture_output: bool = False,
+        new_session: bool = False,
     ) -> None:
+        """``capture_output=True``: stdout and stderr go to one pipe, ``process.stdout``,
+        which the caller must read continuously (no log file is written). ``new_session=True``:
+        the process leads its own session and process group, and ``stop()`` signals the
+        whole group, so its children stop with it."""
         self.app_id = app_id
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -52,8 +62,14 @@ class SidecarProcess:
         self.app_port = app_port
         self.env = {**os.environ, **(env or {})}
         self.extra_args = list(extra_args)
-        # A file, not a pipe: a pipe nobody reads fills up and stalls a chatty sidecar.
-        self.log_file = log_file or Path(tempfile.mkdtemp(prefix="daprforge-")) / "sidecar.log"
+        self.cwd = cwd
+        self.capture_output = capture_output
+        self.new_session = new_session
+        # A file, not a pipe, unless the caller reads the pipe itself (capture_output):
+        # a pipe nobody reads fills up and stalls a chatty sidecar.
+        self.log_file: Path | None = None
+        if not capture_output:
+            self.log_file = log_file or Path(tempfile.mkdtemp(prefix="daprforge-")) / "sidecar.log"
         self.ready_timeout = ready_timeout
         self.process: asyncio.subprocess.Process | None = None
 
@@ -67,14 +83,32 @@ class SidecarProcess:
         return command + self.extra_args
 
     async def start(self) -> None:
-        output = await asyncio.to_thread(self.log_file.open, "ab")
-        with output:
-            self.process = await asyncio.create_subprocess_exec(
-                *self.command(), env=self.env, stdout=output, stderr=asyncio.subprocess.STDOUT
-            )
-        await self._wait_ready()
+        await self.spawn()
+        await self.wait_ready()
 
-    async def _wait_ready(self) -> None:
+    async def spawn(self) -> asyncio.subprocess.Process:
+        """Start the process without waiting for it to serve."""
+        if self.log_file is None:
+            self.process = await self._exec(asyncio.subprocess.PIPE)
+        else:
+            output = await asyncio.to_thread(self.log_file.open, "ab")
+            with output:
+                self.process = await self._exec(output)
+        return self.process
+
+    async def _exec(self, stdout: Any) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            *self.command(),
+            env=self.env,
+            cwd=self.cwd,
+            stdin=asyncio.subprocess.DEVNULL if self.new_session else None,
+            stdout=stdout,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=self.new_session,
+        )
+
+    async def wait_ready(self) -> None:
+        """Poll ``/v1.0/healthz/outbound`` until 204; raise SidecarStartError on exit/timeout."""
         assert self.process is not None
         deadline = time.monotonic() + self.ready_timeout
         async with httpx.AsyncClient(timeout=1.0) as client:
@@ -98,21 +132,31 @@ class SidecarProcess:
         )
 
     def output(self) -> str:
-        """Everything the process has printed so far."""
-        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+        """Everything the process has printed so far ("" when the caller reads the pipe)."""
+        if self.log_file is None or not self.log_file.exists():
+            return ""
+        return self.log_file.read_text(errors="replace")
 
     async def stop(self, grace: float = 10.0) -> int | None:
         """SIGTERM, then SIGKILL if it has not exited within ``grace`` seconds."""
         process = self.process
         if process is None or process.returncode is not None:
             return process.returncode if process else None
-        process.terminate()
+        self._signal(signal.SIGTERM)
         try:
             await asyncio.wait_for(process.wait(), grace)
         except TimeoutError:
-            process.kill()
+            self._signal(signal.SIGKILL)
             await process.wait()
         return process.returncode
+
+    def _signal(self, signum: signal.Signals) -> None:
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            if self.new_session:
+                os.killpg(self.process.pid, signum)
+            else:
+                self.process.send_signal(signum)
 
     async def __aenter__(self) -> SidecarProcess:
         await self.start()
