@@ -57,7 +57,7 @@ async def get_secret(call: DaprRequest) -> Response:
         raise DaprError(
             403,
             "ERR_PERMISSION_DENIED",
-            f"access denied by policy to get {key!r} from {name!r}",
+            f'access denied by policy to get "{key}" from "{name}"',
         )
     try:
         values = await store.get(key, call.metadata())
