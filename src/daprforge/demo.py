@@ -7,8 +7,12 @@ concurrent update refused, a transaction, and a delete.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
+import sys
 import tempfile
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +20,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from daprforge.launch import SidecarProcess
+from daprforge.launch import SidecarProcess, free_port
 
 STORE = "statestore"
 
@@ -96,7 +100,7 @@ async def state_tour(client: httpx.AsyncClient) -> list[Step]:
 
 
 def render(steps: list[Step], console: Console) -> None:
-    table = Table(title="daprforge sidecar: state round-trip", title_justify="left")
+    table = Table(title="daprforge sidecar: state, pub/sub, invocation", title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("step")
     table.add_column("request")
@@ -106,6 +110,113 @@ def render(steps: list[Step], console: Console) -> None:
         style = "green" if step.ok else "bold red"
         table.add_row(str(i), step.action, step.request, f"[{style}]{step.status}[/]", step.outcome)
     console.print(table)
+
+
+REDIS = ("127.0.0.1", 6379)
+COMPONENTS = """
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {name: pubsub}
+spec:
+  type: pubsub.redis
+  version: v1
+  metadata:
+  - {name: redisHost, value: "127.0.0.1:6379"}
+"""
+
+
+def _redis_reachable() -> bool:
+    try:
+        with socket.create_connection(REDIS, timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+async def _wait_for(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> bool:
+    """Poll ``check`` until it is true; False if it never was within ``within`` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
+        if await check():
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def two_apps_tour(tmp: Path, console: Console) -> list[Step]:
+    """learner-api publishes ``lesson-completed``; progress-tracker (its own process and
+    sidecar) receives it, and learner-api then asks it for the learner's progress."""
+    resources = tmp / "components"
+    resources.mkdir()
+    (resources / "pubsub.yaml").write_text(COMPONENTS)
+    topic_stream = "lesson-completed"
+    env = {"DAPRFORGE_DATA_DIR": str(tmp / "data")}
+    app_port = free_port()
+    app = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "uvicorn", "daprforge.demo_app:app",
+        "--port", str(app_port), "--log-level", "warning",
+    )  # fmt: skip
+    tracker = SidecarProcess(
+        "progress-tracker", resources_paths=[resources], app_port=app_port, env=env
+    )
+    publisher = SidecarProcess("learner-api", resources_paths=[resources], env=env)
+    steps: list[Step] = []
+    try:
+        with console.status("starting progress-tracker and learner-api with their sidecars…"):
+            await asyncio.gather(tracker.start(), publisher.start())
+            async with httpx.AsyncClient(timeout=2) as probe:
+
+                async def tracker_ready() -> bool:
+                    response = await probe.get(f"{tracker.url}/v1.0/healthz")
+                    return response.status_code == 204
+
+                await _wait_for(tracker_ready)
+        async with httpx.AsyncClient(base_url=publisher.url, timeout=10) as client:
+            r = await client.post(
+                f"/v1.0/publish/pubsub/{topic_stream}", json={"learner": "42", "lesson": "loops"}
+            )
+            steps.append(
+                Step("publish (learner-api)", "POST publish", r.status_code, _short(r), 204)
+            )
+
+            async def delivered() -> bool:
+                got = await client.get("/v1.0/invoke/progress-tracker/method/progress/42")
+                return got.status_code == 200 and bool(got.json()["lessons"])
+
+            await _wait_for(delivered)
+            r = await client.get("/v1.0/invoke/progress-tracker/method/progress/42")
+            outcome = "no event arrived"
+            if r.status_code == 200 and r.json()["events"]:
+                event = r.json()["events"][0]
+                outcome = (
+                    f"lessons={r.json()['lessons']}  source={event['source']} type={event['type']}"
+                )
+            ok = r.status_code == 200 and bool(r.json().get("lessons"))
+            steps.append(
+                Step(
+                    "received by progress-tracker",
+                    "invoke progress/42",
+                    r.status_code if ok else 0,
+                    outcome,
+                    200,
+                )
+            )
+    finally:
+        await asyncio.gather(tracker.stop(), publisher.stop())
+        app.terminate()
+        await app.wait()
+        await _delete_stream(topic_stream)
+    return steps
+
+
+async def _delete_stream(stream: str) -> None:
+    import redis.asyncio as redis
+
+    client = redis.Redis(host=REDIS[0], port=REDIS[1])
+    try:
+        await client.delete(stream)
+    finally:
+        await client.aclose()
 
 
 async def run_demo(console: Console) -> bool:
@@ -127,6 +238,13 @@ async def run_demo(console: Console) -> bool:
                 steps = await state_tour(client)
         finally:
             await sidecar.stop()
+        if _redis_reachable():
+            steps += await two_apps_tour(Path(tmp), console)
+        else:
+            console.print(
+                "[yellow]Redis is not reachable on 127.0.0.1:6379: skipping the two-app "
+                "pub/sub step (pubsub.in-memory is local to one sidecar, as in Dapr).[/]"
+            )
     render(steps, console)
     failed = [s for s in steps if not s.ok]
     if failed:
