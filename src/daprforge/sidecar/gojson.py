@@ -14,6 +14,8 @@ import math
 from decimal import Decimal
 from typing import Any
 
+_encode_string = json.encoder.encode_basestring
+
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"invalid character in literal {name}")
@@ -27,6 +29,7 @@ _DECODER = json.JSONDecoder(parse_int=float, parse_constant=_reject_constant)
 _PRECISE_DECODER = json.JSONDecoder(
     parse_int=Number, parse_float=Number, parse_constant=_reject_constant
 )
+_HTML_CHARS = frozenset("<>&\u2028\u2029")
 _HTML_ESCAPES = str.maketrans(
     {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 )
@@ -73,9 +76,15 @@ def go_type_name(value: Any) -> str:
 
 
 def _format_float(value: float) -> str:
+    magnitude = abs(value)
+    # Fast paths (most numbers): exact integers, and the range where Python's shortest
+    # repr is already in Go's plain notation.
+    if magnitude < 2**53 and value.is_integer():
+        return "-0" if value == 0 and math.copysign(1, value) < 0 else str(int(value))
+    if 1e-4 <= magnitude < 1e16:
+        return repr(value)
     if not math.isfinite(value):
         raise ValueError(f"unsupported value: {value}")
-    magnitude = abs(value)
     if magnitude != 0 and (magnitude < 1e-6 or magnitude >= 1e21):
         text = repr(value)
         mantissa, _, exponent = text.partition("e")
@@ -92,7 +101,8 @@ def _encode(value: Any, out: list[str]) -> None:
     if isinstance(value, Number):
         out.append(str.__str__(value))
     elif isinstance(value, str):
-        out.append(json.dumps(value, ensure_ascii=False).translate(_HTML_ESCAPES))
+        text = _encode_string(value)
+        out.append(text.translate(_HTML_ESCAPES) if not _HTML_CHARS.isdisjoint(value) else text)
     elif value is None:
         out.append("null")
     elif value is True:

@@ -46,8 +46,10 @@ class DaprRequest:
         """Query parameters, first value wins (Go's ``url.Values.Get``)."""
         if self._query is None:
             query: dict[str, str] = {}
-            for name, value in parse_qsl(self.http.scope["query_string"].decode("latin-1"), True):
-                query.setdefault(name, value)
+            raw = self.http.scope["query_string"]
+            if raw:
+                for name, value in parse_qsl(raw.decode("latin-1"), True):
+                    query.setdefault(name, value)
             self._query = query
         return self._query
 

@@ -47,6 +47,8 @@ def query_unescape(text: str) -> str:
 
 def clean_path(path: str) -> str:
     """Go's ``path.Clean`` followed by chi's trailing-slash strip."""
+    if path.startswith("/") and "//" not in path and "/." not in path and path[-1] != "/":
+        return path  # already clean: the common case, kept cheap
     parts: list[str] = []
     for part in path.split("/"):
         if part in ("", "."):
@@ -71,13 +73,12 @@ class Route:
     pattern: str
     handler: Handler
     segments: tuple[str, ...] = field(init=False)
+    catch_all: bool = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "segments", tuple(self.pattern.strip("/").split("/")))
-
-    @property
-    def catch_all(self) -> bool:
-        return self.segments[-1] == "*"
+        segments = tuple(self.pattern.strip("/").split("/"))
+        object.__setattr__(self, "segments", segments)
+        object.__setattr__(self, "catch_all", segments[-1] == "*")
 
     def specificity(self) -> tuple[int, ...]:
         # chi's radix tree tries static children before parameters at every depth.
@@ -108,15 +109,19 @@ def route(methods: Iterable[str], pattern: str, handler: Handler) -> Route:
 
 class Router:
     def __init__(self, routes: Iterable[Route], fallback: Handler) -> None:
-        self._routes = sorted(routes, key=Route.specificity)
+        ordered = sorted(routes, key=Route.specificity)
         self.fallback = fallback
+        # Candidates by (method, first segment): a request only tries the few routes that
+        # could match it, in chi's static-before-parameter order.
+        self._index: dict[tuple[str, str], list[Route]] = {}
+        for candidate in ordered:
+            for method in candidate.methods:
+                self._index.setdefault((method, candidate.segments[0]), []).append(candidate)
 
     def resolve(self, method: str, escaped_path: str) -> tuple[Handler, dict[str, str]]:
         """Find the handler and its *still escaped* parameters for a cleaned path."""
         parts = escaped_path.strip("/").split("/") if escaped_path != "/" else []
-        for candidate in self._routes:
-            if method not in candidate.methods:
-                continue
+        for candidate in self._index.get((method, parts[0] if parts else ""), ()):
             params = candidate.match(parts)
             if params is not None:
                 return candidate.handler, params

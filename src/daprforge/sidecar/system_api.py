@@ -11,11 +11,11 @@ from daprforge.sidecar import errors
 from daprforge.sidecar.errors import DaprError
 from daprforge.sidecar.invoke import invoke
 from daprforge.sidecar.request import BodyTooLargeError, DaprRequest
+from daprforge.sidecar.responses import no_content
 from daprforge.sidecar.routing import Route, route
 from daprforge.sidecar.runtime import RUNTIME_VERSION
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"]
-_EMPTY = Response(status_code=204)
 
 
 async def healthz(call: DaprRequest) -> Response:
@@ -30,13 +30,13 @@ async def healthz(call: DaprRequest) -> Response:
             if not ready
         ]
         raise DaprError(500, "ERR_HEALTH_NOT_READY", f"dapr is not ready: [{' '.join(pending)}]")
-    return _EMPTY
+    return no_content()
 
 
 async def healthz_outbound(call: DaprRequest) -> Response:
     if not call.runtime.outbound_ready:
         raise DaprError(500, "ERR_OUTBOUND_HEALTH_NOT_READY", "dapr outbound is not ready")
-    return _EMPTY
+    return no_content()
 
 
 def metadata_document(call: DaprRequest) -> dict[str, Any]:
@@ -77,12 +77,12 @@ async def put_metadata(call: DaprRequest) -> Response:
     except BodyTooLargeError as exc:
         raise errors.malformed_request(str(exc)) from None
     call.runtime.extended[call.params["key"]] = value.decode("utf-8", errors="replace")
-    return _EMPTY
+    return no_content()
 
 
 async def shutdown(call: DaprRequest) -> Response:
     call.runtime.shutdown_requested.set()
-    return _EMPTY
+    return no_content()
 
 
 ROUTES: list[Route] = [

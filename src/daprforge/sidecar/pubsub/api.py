@@ -15,10 +15,10 @@ from daprforge.sidecar import gojson
 from daprforge.sidecar.errors import DaprError, pubsub_error
 from daprforge.sidecar.pubsub import envelope
 from daprforge.sidecar.request import BodyTooLargeError, DaprRequest
+from daprforge.sidecar.responses import no_content
 from daprforge.sidecar.routing import Route, route
 from daprforge.sidecar.runtime import PubSubBinding
 
-_EMPTY = Response(status_code=204)
 _TRUE = ("1", "t", "T", "TRUE", "true", "True")
 _FALSE = ("0", "f", "F", "FALSE", "false", "False")
 
@@ -28,7 +28,12 @@ def _pubsub(call: DaprRequest) -> tuple[str, str, PubSubBinding, dict[str, str]]
     metadata = call.metadata()
     if not name:
         raise pubsub_error(
-            404, "ERR_PUBSUB_EMPTY", "pubsub name is empty", "NAME_EMPTY", name, metadata
+            404,
+            "ERR_PUBSUB_EMPTY",
+            "pubsub name is empty",
+            "NAME_EMPTY",
+            name,
+            metadata,
         )
     binding = call.runtime.pubsubs.get(name)
     if binding is None:
@@ -155,7 +160,7 @@ async def publish(call: DaprRequest) -> Response:
         await binding.pubsub.publish(topic, data, metadata)
     except Exception as exc:
         raise _publish_failed(name, topic, exc) from None
-    return _EMPTY
+    return no_content()
 
 
 def event_bytes(event: Any, content_type: str) -> bytes:
@@ -250,7 +255,7 @@ async def bulk_publish(call: DaprRequest) -> Response:
         if isinstance(outcome, BaseException)
     ]
     if not failed:
-        return _EMPTY
+        return no_content()
     error = _publish_failed(name, topic, Exception(failed[0]["error"]))
     body = json.dumps(
         {"failedEntries": failed, "errorCode": "ERR_PUBSUB_PUBLISH_MESSAGE"},

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from daprforge.sidecar import errors, gojson
 from daprforge.sidecar.errors import DaprError
 from daprforge.sidecar.request import BodyTooLargeError, DaprRequest
+from daprforge.sidecar.responses import JSON, RawResponse, no_content
 from daprforge.sidecar.routing import Route, route
 from daprforge.sidecar.runtime import StateStoreBinding
 from daprforge.sidecar.state.base import (
@@ -38,7 +39,6 @@ from daprforge.sidecar.state.keys import IllegalKeyError, check_key, original_ke
 
 _CONCURRENCY = ("first-write", "last-write")
 _CONSISTENCY = ("strong", "eventual")
-_EMPTY = Response(status_code=204)
 
 
 class _StoreError(Exception):
@@ -207,11 +207,13 @@ async def get_state(call: DaprRequest) -> Response:
             500, "ERR_STATE_GET", f"fail to get {key} from state store {store}: {exc}"
         ) from None
     if item is None:
-        return _EMPTY
-    headers = {f"metadata.{k}": v for k, v in _item_metadata(item).items()}
+        return no_content()
+    headers = [JSON]
     if item.etag is not None:
-        headers["ETag"] = item.etag
-    return Response(item.value, headers=headers, media_type="application/json")
+        headers.append((b"etag", item.etag.encode("latin-1")))
+    for name, value in _item_metadata(item).items():
+        headers.append((f"metadata.{name}".encode(), value.encode("latin-1")))
+    return RawResponse(item.value, headers=headers)
 
 
 async def save_state(call: DaprRequest) -> Response:
@@ -220,7 +222,7 @@ async def save_state(call: DaprRequest) -> Response:
     if not isinstance(items, list):
         raise _unmarshal_error(items, "[]state.SetRequest")
     if not items:
-        return _EMPTY
+        return no_content()
     url_metadata = call.metadata()
     requests: list[SetRequest] = []
     try:
@@ -235,17 +237,24 @@ async def save_state(call: DaprRequest) -> Response:
         ) from None
 
     # daprd's BulkSet: every item on its own, in parallel; saved items stay saved.
-    outcomes = await asyncio.gather(
-        *(binding.store.set(r) for r in requests), return_exceptions=True
-    )
-    failures = [o for o in outcomes if isinstance(o, BaseException)]
+    if len(requests) == 1:
+        failures: list[BaseException] = []
+        try:
+            await binding.store.set(requests[0])
+        except Exception as exc:
+            failures.append(exc)
+    else:
+        outcomes = await asyncio.gather(
+            *(binding.store.set(r) for r in requests), return_exceptions=True
+        )
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
     if failures:
         failure = _first_failure(failures)
         status, message = _store_failure(failure)
         raise DaprError(
             status, "ERR_STATE_SAVE", f"failed saving state in state store {store}: {message}"
         )
-    return _EMPTY
+    return no_content()
 
 
 def _first_failure(failures: Sequence[BaseException]) -> Exception:
@@ -283,7 +292,7 @@ async def delete_state(call: DaprRequest) -> Response:
         raise DaprError(
             status, "ERR_STATE_DELETE", f"failed deleting state with key {key}: {message}"
         ) from None
-    return _EMPTY
+    return no_content()
 
 
 async def bulk_get_state(call: DaprRequest) -> Response:
@@ -327,7 +336,7 @@ async def transaction(call: DaprRequest) -> Response:
     if not isinstance(operations, list):
         raise _unmarshal_error(operations, "[]http.stateTransactionRequestBodyOperation")
     if not operations:
-        return _EMPTY
+        return no_content()
     _string_map(body.get("metadata"))  # validated like daprd, passed to no store of ours
     url_metadata = call.metadata()
     parsed: list[Operation] = []
@@ -355,7 +364,7 @@ async def transaction(call: DaprRequest) -> Response:
         raise DaprError(
             500, "ERR_STATE_TRANSACTION", f"error while executing state transaction: {exc}"
         ) from None
-    return _EMPTY
+    return no_content()
 
 
 async def query_state(call: DaprRequest) -> Response:
@@ -373,7 +382,7 @@ async def query_state(call: DaprRequest) -> Response:
     except (StateStoreError, ValueError) as exc:
         raise errors.state_query_failed(store, str(exc)) from None
     if not result.items:
-        return _EMPTY
+        return no_content()
     entries = []
     for key, item in result.items:
         entry = [f'"key":{json.dumps(original_key(key), ensure_ascii=False)}']
