@@ -79,9 +79,10 @@ def _format_float(value: float) -> str:
     magnitude = abs(value)
     # Fast paths (most numbers): exact integers, and the range where Python's shortest
     # repr is already in Go's plain notation.
-    if magnitude < 2**53 and value.is_integer():
+    integral = value.is_integer()
+    if integral and magnitude < 2**53:
         return "-0" if value == 0 and math.copysign(1, value) < 0 else str(int(value))
-    if 1e-4 <= magnitude < 1e16:
+    if not integral and 1e-4 <= magnitude < 1e16:
         return repr(value)
     if not math.isfinite(value):
         raise ValueError(f"unsupported value: {value}")
