@@ -71,7 +71,7 @@ def _raw_payload(name: str, metadata: dict[str, str]) -> bool:
         400,
         "ERR_PUBSUB_REQUEST_METADATA",
         "failed deserializing metadata. Error: "
-        f'strconv.ParseBool: parsing "{value}": invalid syntax',
+        f"rawPayload value must be a valid boolean: actual is '{value}'",
         "METADATA_DESERIALIZATION",
         name,
         metadata,
