@@ -22,7 +22,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from daprforge.sidecar.components.metadata import ComponentConfigError, ComponentMetadata
+from daprforge.sidecar.components.metadata import (
+    ComponentConfig,
+    ComponentConfigError,
+    ComponentMetadata,
+)
 from daprforge.sidecar.state import postgres_v1, postgres_v2
 from daprforge.sidecar.state.base import (
     FEATURE_ETAG,
@@ -37,7 +41,6 @@ from daprforge.sidecar.state.base import (
     QueryError,
     SetRequest,
     StateStoreError,
-    StoreConfig,
 )
 from daprforge.sidecar.state.postgres_common import PostgresStore, TableName
 from daprforge.sidecar.state.postgres_query import go_float, go_sprint
@@ -77,8 +80,8 @@ class Names:
         return f"dft_{self.tag}_schema"
 
 
-def config(**metadata: str) -> StoreConfig:
-    return StoreConfig(
+def config(**metadata: str) -> ComponentConfig:
+    return ComponentConfig(
         "statestore", ComponentMetadata({"connectionString": POSTGRES_URL, **metadata})
     )
 
@@ -179,12 +182,12 @@ def state_table(store: PostgresStore) -> str:
 
 def test_connection_string_is_required() -> None:
     with pytest.raises(ComponentConfigError) as info:
-        postgres_v1.create(StoreConfig("s", ComponentMetadata({})))
+        postgres_v1.create(ComponentConfig("s", ComponentMetadata({})))
     assert info.value.field == "connectionString"
 
 
 def test_url_is_an_alias_of_connection_string() -> None:
-    store = postgres_v2.create(StoreConfig("s", ComponentMetadata({"url": POSTGRES_URL})))
+    store = postgres_v2.create(ComponentConfig("s", ComponentMetadata({"url": POSTGRES_URL})))
     assert isinstance(store, PostgresV2Store)
 
 

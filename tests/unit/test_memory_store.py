@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from daprforge.sidecar.components.metadata import ComponentMetadata
+from daprforge.sidecar.components.metadata import ComponentConfig, ComponentMetadata
 from daprforge.sidecar.state.base import (
     FEATURE_ETAG,
     FEATURE_QUERY_API,
@@ -22,7 +22,6 @@ from daprforge.sidecar.state.base import (
     QueryError,
     SetRequest,
     StateItem,
-    StoreConfig,
 )
 from daprforge.sidecar.state.memory import InMemoryStore, create
 
@@ -61,7 +60,7 @@ async def etag_of(store: InMemoryStore, key: str) -> str:
 
 
 def test_create_ignores_metadata_and_declares_daprd_features() -> None:
-    store = create(StoreConfig("s", ComponentMetadata({"anything": "x"})))
+    store = create(ComponentConfig("s", ComponentMetadata({"anything": "x"})))
     assert isinstance(store, InMemoryStore)
     assert {FEATURE_ETAG, FEATURE_TRANSACTIONAL, FEATURE_TTL} <= store.features
     assert FEATURE_QUERY_API not in store.features

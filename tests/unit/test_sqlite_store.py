@@ -17,7 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from daprforge.sidecar.components.metadata import ComponentConfigError, ComponentMetadata
+from daprforge.sidecar.components.metadata import (
+    ComponentConfig,
+    ComponentConfigError,
+    ComponentMetadata,
+)
 from daprforge.sidecar.state.base import (
     FEATURE_ETAG,
     FEATURE_KEYS_LIKE,
@@ -30,7 +34,6 @@ from daprforge.sidecar.state.base import (
     SetRequest,
     StateItem,
     StateStoreError,
-    StoreConfig,
 )
 from daprforge.sidecar.state.sqlite import SQLiteStore, create
 
@@ -50,7 +53,7 @@ DAPRD_STATE_COLUMNS = [
 
 
 def make(metadata: dict[str, str]) -> SQLiteStore:
-    store = create(StoreConfig("statestore", ComponentMetadata(metadata)))
+    store = create(ComponentConfig("statestore", ComponentMetadata(metadata)))
     assert isinstance(store, SQLiteStore)
     return store
 

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from daprforge.sidecar.components.metadata import ComponentConfig
-
 # Capability strings as reported by /v1.0/metadata (components-contrib state/feature.go).
 FEATURE_ETAG = "ETAG"
 FEATURE_TRANSACTIONAL = "TRANSACTIONAL"
@@ -134,7 +132,3 @@ class StateStore(Protocol):
 
     async def query(self, query: Query) -> QueryResult:
         """Run a query (``QUERY_API`` stores only)."""
-
-
-# Store factories receive the component's resolved configuration.
-StoreConfig = ComponentConfig

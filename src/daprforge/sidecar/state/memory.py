@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+from daprforge.sidecar.components.metadata import ComponentConfig
 from daprforge.sidecar.state.base import (
     FEATURE_DELETE_WITH_PREFIX,
     FEATURE_ETAG,
@@ -40,7 +41,6 @@ from daprforge.sidecar.state.base import (
     SetRequest,
     StateItem,
     StateStore,
-    StoreConfig,
 )
 
 SWEEP_INTERVAL = 1.0
@@ -203,6 +203,6 @@ class InMemoryStore:
             self._entries[request.key] = (StateItem(value, etag), None)
 
 
-def create(config: StoreConfig) -> StateStore:
+def create(config: ComponentConfig) -> StateStore:
     """The in-memory store takes no metadata (daprd ignores any it is given, and so do we)."""
     return InMemoryStore()

@@ -28,6 +28,7 @@ from daprforge.sidecar.components.metadata import ComponentConfigError, Componen
 from daprforge.sidecar.state.base import (
     BulkGetResult,
     DeleteRequest,
+    ETagMismatchError,
     Operation,
     Query,
     QueryResult,
@@ -335,6 +336,13 @@ class PostgresStore:
     """Key of the last garbage-collection time in the metadata table."""
     expires_column: str
     """Name of the expiry column, for the garbage collector."""
+    etag_match: sql.SQL
+    """The condition that a row carries the etag given as the second parameter."""
+
+    @staticmethod
+    def parse_etag(etag: str) -> str:
+        """The etag as the database compares it; raises on one the store cannot accept."""
+        raise NotImplementedError
 
     def migrations(self) -> Sequence[Migration]:
         raise NotImplementedError
@@ -349,7 +357,20 @@ class PostgresStore:
         raise NotImplementedError
 
     async def delete_with(self, conn: Connection, request: DeleteRequest) -> None:
-        raise NotImplementedError
+        if not request.etag:
+            await conn.execute(
+                sql.SQL("DELETE FROM {} WHERE key = %s").format(self.table.identifier),
+                [request.key],
+            )
+            return
+        cur = await conn.execute(
+            sql.SQL("DELETE FROM {} WHERE key = %s AND {}").format(
+                self.table.identifier, self.etag_match
+            ),
+            [request.key, self.parse_etag(request.etag)],
+        )
+        if cur.rowcount != 1:
+            raise ETagMismatchError("possible etag mismatch")
 
     # The StateStore protocol.
 

@@ -20,7 +20,7 @@ from typing import Any, LiteralString
 
 from psycopg import sql
 
-from daprforge.sidecar.components.metadata import ComponentConfigError
+from daprforge.sidecar.components.metadata import ComponentConfig, ComponentConfigError
 from daprforge.sidecar.state.base import (
     FEATURE_ETAG,
     FEATURE_KEYS_LIKE,
@@ -28,7 +28,6 @@ from daprforge.sidecar.state.base import (
     FEATURE_TRANSACTIONAL,
     FEATURE_TTL,
     BulkGetResult,
-    DeleteRequest,
     ETagInvalidError,
     ETagMismatchError,
     Query,
@@ -38,7 +37,6 @@ from daprforge.sidecar.state.base import (
     StateItem,
     StateStore,
     StateStoreError,
-    StoreConfig,
 )
 from daprforge.sidecar.state.postgres_common import (
     Connection,
@@ -59,7 +57,7 @@ _EXPIRES_AT = sql.SQL("CURRENT_TIMESTAMP + %(ttl)s::integer * interval '1 second
 _ONLY_EXPIRED = sql.SQL(" WHERE (t.expiredate IS NOT NULL AND t.expiredate < CURRENT_TIMESTAMP)")
 
 
-def create(config: StoreConfig) -> StateStore:
+def create(config: ComponentConfig) -> StateStore:
     """Validate the component metadata and return an uninitialised store."""
     settings = parse_settings(config.metadata)
     table = TableName.parse("tableName", config.metadata.get("tableName") or DEFAULT_TABLE)
@@ -75,6 +73,11 @@ class PostgresV1Store(PostgresStore):
     migrations_key = "migrations"
     last_cleanup_key = "last-cleanup"
     expires_column = "expiredate"
+    etag_match = sql.SQL("xmin = %s::xid")
+
+    @staticmethod
+    def parse_etag(etag: str) -> str:
+        return _parse_etag(etag)
 
     def migrations(self) -> Sequence[Migration]:
         table = self.table
@@ -177,22 +180,6 @@ class PostgresV1Store(PostgresStore):
             if request.etag:
                 raise ETagMismatchError("possible etag mismatch")
             raise StateStoreError("no item was updated")
-
-    async def delete_with(self, conn: Connection, request: DeleteRequest) -> None:
-        if not request.etag:
-            await conn.execute(
-                sql.SQL("DELETE FROM {} WHERE key = %s").format(self.table.identifier),
-                [request.key],
-            )
-            return
-        cur = await conn.execute(
-            sql.SQL("DELETE FROM {} WHERE key = %s AND xmin = %s::xid").format(
-                self.table.identifier
-            ),
-            [request.key, _parse_etag(request.etag)],
-        )
-        if cur.rowcount != 1:
-            raise ETagMismatchError("possible etag mismatch")
 
     async def query(self, query: Query) -> QueryResult:
         compiled = compile_query(self.table.identifier, query)

@@ -20,14 +20,13 @@ from typing import Any, LiteralString
 
 from psycopg import sql
 
-from daprforge.sidecar.components.metadata import ComponentConfigError
+from daprforge.sidecar.components.metadata import ComponentConfig, ComponentConfigError
 from daprforge.sidecar.state.base import (
     FEATURE_ETAG,
     FEATURE_KEYS_LIKE,
     FEATURE_TRANSACTIONAL,
     FEATURE_TTL,
     BulkGetResult,
-    DeleteRequest,
     ETagMismatchError,
     Query,
     QueryError,
@@ -36,7 +35,6 @@ from daprforge.sidecar.state.base import (
     StateItem,
     StateStore,
     StateStoreError,
-    StoreConfig,
 )
 from daprforge.sidecar.state.postgres_common import (
     Connection,
@@ -57,7 +55,7 @@ _DASHED = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{
 _BARE = re.compile(r"[0-9a-fA-F]{32}")
 
 
-def create(config: StoreConfig) -> StateStore:
+def create(config: ComponentConfig) -> StateStore:
     """Validate the component metadata and return an uninitialised store."""
     settings = parse_settings(config.metadata)
     prefix = config.metadata.get("tablePrefix", "")
@@ -71,6 +69,11 @@ def create(config: StoreConfig) -> StateStore:
 class PostgresV2Store(PostgresStore):
     features = frozenset({FEATURE_ETAG, FEATURE_TRANSACTIONAL, FEATURE_TTL, FEATURE_KEYS_LIKE})
     expires_column = "expires_at"
+    etag_match = sql.SQL("etag = %s::uuid")
+
+    @staticmethod
+    def parse_etag(etag: str) -> str:
+        return _parse_etag(etag)
 
     def __init__(self, settings: PostgresSettings, table: TableName, prefix: str) -> None:
         super().__init__(settings, table)
@@ -165,22 +168,6 @@ class PostgresV2Store(PostgresStore):
             if request.etag:
                 raise ETagMismatchError("possible etag mismatch")
             raise StateStoreError("no item was updated")
-
-    async def delete_with(self, conn: Connection, request: DeleteRequest) -> None:
-        if not request.etag:
-            await conn.execute(
-                sql.SQL("DELETE FROM {} WHERE key = %s").format(self.table.identifier),
-                [request.key],
-            )
-            return
-        cur = await conn.execute(
-            sql.SQL("DELETE FROM {} WHERE key = %s AND etag = %s::uuid").format(
-                self.table.identifier
-            ),
-            [request.key, _parse_etag(request.etag)],
-        )
-        if cur.rowcount != 1:
-            raise ETagMismatchError("possible etag mismatch")
 
     async def query(self, query: Query) -> QueryResult:
         raise QueryError("state.postgresql v2 does not support the query API")

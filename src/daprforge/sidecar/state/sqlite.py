@@ -35,7 +35,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlencode
 
-from daprforge.sidecar.components.metadata import ComponentConfigError, ComponentMetadata
+from daprforge.sidecar.components.metadata import (
+    ComponentConfig,
+    ComponentConfigError,
+    ComponentMetadata,
+)
 from daprforge.sidecar.state.base import (
     FEATURE_ETAG,
     FEATURE_KEYS_LIKE,
@@ -52,7 +56,6 @@ from daprforge.sidecar.state.base import (
     StateItem,
     StateStore,
     StateStoreError,
-    StoreConfig,
 )
 
 logger = logging.getLogger(__name__)
@@ -570,5 +573,5 @@ def _parse_timestamp(text: str | None) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-def create(config: StoreConfig) -> StateStore:
+def create(config: ComponentConfig) -> StateStore:
     return SQLiteStore(parse_settings(config.metadata))
