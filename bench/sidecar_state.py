@@ -20,92 +20,39 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import os
-import resource
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import yaml
 from rich.console import Console
 from rich.panel import Panel
-from rich.table import Table
 
-BENCH_DIR = Path(__file__).resolve().parent
+from _common import (
+    BENCH_DIR,
+    DOC,
+    VALUE,
+    Machine,
+    Run,
+    free_port,
+    make_console,
+    new_table,
+    preflight,
+    print_noise_notes,
+    verdict,
+)
+
 WRK_SCRIPT = BENCH_DIR / "wrk_state.lua"
 STORES = ("in-memory", "sqlite", "postgresql")
 CONCURRENCIES = (1, 32)
 TARGET_RATIO = 0.60
 PG_DSN = "host=127.0.0.1 user=postgres dbname=test"
 STATE_PATH = "/v1.0/state/statestore"
-WRK_INSTALL = "apt-get install -y wrk   (Debian/Ubuntu; run `apt-get update` first if needed)"
-
-# The state value and the baseline's response body: compact, sorted JSON so that a store that
-# re-encodes it returns the very same bytes.
-DOC: dict[str, Any] = {
-    "customer": "c-0042",
-    "id": "order-000123",
-    "items": [{"qty": 2, "sku": "A1"}, {"qty": 1, "sku": "B7"}],
-    "status": "paid",
-    "total": 59.9,
-}
-VALUE = json.dumps(DOC, separators=(",", ":"), sort_keys=True)
-VALUE_BYTES = VALUE.encode()
-
-# The sidecar's uvicorn settings (daprforge/sidecar/server.py): one worker, uvloop, httptools,
-# no access log, no lifespan, no Server header.
-UVICORN_SETTINGS: dict[str, Any] = {
-    "loop": "uvloop",
-    "http": "httptools",
-    "workers": 1,
-    "access_log": False,
-    "lifespan": "off",
-    "server_header": False,
-    "log_level": "warning",
-}
-
-
-async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Baseline: GET returns DOC, POST reads the body and returns 204. No framework."""
-    if scope["method"] == "POST":
-        while (await receive()).get("more_body"):
-            pass
-        await send({"type": "http.response.start", "status": 204, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-        return
-    headers = [(b"content-type", b"application/json")]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": VALUE_BYTES})
-
-
-@dataclass(frozen=True)
-class Run:
-    """One timed wrk run against one server."""
-
-    ops: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    server_cpu: float
-    """Server process CPU time / wall time during the run (1.0 = one core busy)."""
-    wrk_cpu: float
-
-    @property
-    def cpu_us(self) -> float:
-        """Server CPU time per request, in microseconds."""
-        return self.server_cpu / self.ops * 1e6 if self.ops else 0.0
 
 
 @dataclass(frozen=True)
@@ -137,69 +84,14 @@ class Bench:
         self.warmup: int = args.warmup
         self.rounds: int = args.rounds
         self.keys: int = args.keys
-        self.pin = len(os.sched_getaffinity(0)) >= 2 and shutil.which("taskset") is not None
+        self.machine = Machine()
+        self.pin = self.machine.pin
         self.cells: list[Cell] = []
-
-    def affinity(self, cpu: int) -> list[str]:
-        return ["taskset", "-c", str(cpu)] if self.pin else []
-
-    @contextlib.contextmanager
-    def server(self, argv: list[str], port: int, health: str, log: Path) -> Iterator[int]:
-        """Start a server pinned to CPU 0, wait for ``health`` to answer, yield its pid."""
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [*self.affinity(0), *argv], stdout=out, stderr=subprocess.STDOUT
-            )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"http://127.0.0.1:{port}{health}", timeout=1).is_success:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"server not ready after 30 s:\n{log.read_text()}")
-                time.sleep(0.1)
-            yield proc.pid
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
     def wrk(self, port: int, pid: int, op: str, conc: int, seconds: int) -> Run:
         """Run wrk pinned to CPU 1 against the server ``pid`` listening on ``port``."""
-        argv = [
-            *self.affinity(1),
-            "wrk", "-t1", f"-c{conc}", f"-d{seconds}s", "--timeout", "5s",
-            "-s", str(WRK_SCRIPT), f"http://127.0.0.1:{port}",
-            "--", op, STATE_PATH, str(self.keys), VALUE,
-        ]  # fmt: skip
-        usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        server_before = process_cpu_seconds(pid)
-        start = time.monotonic()
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30)
-        wall = time.monotonic() - start
-        server_cpu = (process_cpu_seconds(pid) - server_before) / wall
-        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        wrk_cpu = (
-            usage.ru_utime - usage_before.ru_utime + usage.ru_stime - usage_before.ru_stime
-        ) / wall
-        for line in done.stdout.splitlines():
-            if line.startswith("WRK_RESULT "):
-                result = json.loads(line.removeprefix("WRK_RESULT "))
-                return Run(
-                    ops=result["requests"] / (result["duration_us"] / 1e6),
-                    p50_ms=result["p50_us"] / 1000,
-                    p99_ms=result["p99_us"] / 1000,
-                    errors=int(result["errors"]),
-                    server_cpu=server_cpu,
-                    wrk_cpu=wrk_cpu,
-                )
-        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout}{done.stderr}")
+        args = [op, STATE_PATH, str(self.keys), VALUE]
+        return self.machine.wrk(port, pid, WRK_SCRIPT, args, conc, seconds)
 
     def measure(self, store: str, server: tuple[int, int], bare: tuple[int, int]) -> None:
         """Every cell for one store; each round runs the bare server, then the sidecar."""
@@ -220,9 +112,7 @@ class Bench:
 
     @contextlib.contextmanager
     def bare_server(self, tmp: Path) -> Iterator[tuple[int, int]]:
-        port = free_port()
-        argv = [sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(port)]
-        with self.server(argv, port, "/", tmp / "bare.log") as pid:
+        with self.machine.bare_server(tmp) as (port, pid):
             body = httpx.get(f"http://127.0.0.1:{port}{STATE_PATH}/k0").content
             self.console.log(f"bare endpoint up; GET body: {len(body)} bytes")
             yield port, pid
@@ -245,7 +135,8 @@ class Bench:
             "--log-level", "warn",
         ]  # fmt: skip
         try:
-            with self.server(argv, port, "/v1.0/healthz/outbound", tmp / f"{store}.log") as pid:
+            log = tmp / f"{store}.log"
+            with self.machine.server(argv, port, "/v1.0/healthz/outbound", log) as pid:
                 self.populate(port)
                 self.measure(store, (port, pid), bare)
         finally:
@@ -291,41 +182,18 @@ def store_metadata(store: str, tmp: Path) -> tuple[list[dict[str, str]], Callabl
     return metadata, drop
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of every thread of ``pid`` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def other_cpu_use() -> float:
-    """Fraction of all CPUs busy over the next second (call it while nothing of ours runs)."""
-
-    def sample() -> list[int]:
-        return [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-
-    before = sample()
-    time.sleep(1)
-    delta = [b - a for a, b in zip(before, sample(), strict=True)]
-    return 1 - (delta[3] + delta[4]) / max(1, sum(delta))  # idle + iowait
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def report(console: Console, cells: list[Cell], rounds: int, pinned: bool) -> None:
-    table = Table(
-        title="daprforge sidecar state API vs bare uvicorn (wrk, loopback)",
-        caption=f"medians of {rounds} round(s), each a bare run then a sidecar run; "
+    table = new_table(
+        "daprforge sidecar state API vs bare uvicorn (wrk, loopback)",
+        f"medians of {rounds} round(s), each a bare run then a sidecar run; "
         "µs/op = server CPU time per request; server CPU = its CPU time / wall time "
         "(100% = one core); wrk CPU is the highest of the cell",
+        columns=(
+            *("store", "op", "conc", "ops/s", "p50 ms", "p99 ms", "errors"),
+            *("bare ops/s", "vs bare", "CPU µs/op", "bare µs/op", "server CPU", "wrk CPU"),
+        ),
+        left=("store", "op"),
     )
-    for name in ("store", "op", "conc", "ops/s", "p50 ms", "p99 ms", "errors"):
-        table.add_column(name, justify="left" if name in ("store", "op") else "right")
-    for name in ("bare ops/s", "vs bare", "CPU µs/op", "bare µs/op", "server CPU", "wrk CPU"):
-        table.add_column(name, justify="right")
     for c in cells:
         table.add_row(
             c.store,
@@ -343,10 +211,7 @@ def report(console: Console, cells: list[Cell], rounds: int, pinned: bool) -> No
             f"{max(run.wrk_cpu for run in c.runs + c.bare):.0%}",
         )
     console.print(table)
-    if not pinned:
-        console.print("[yellow]not pinned (fewer than 2 CPUs or no taskset): numbers are noisy")
-    if (busy := other_cpu_use()) > 0.1:
-        console.print(f"[yellow]other work used {busy:.0%} of the CPUs after the run: noisy ratios")
+    print_noise_notes(console, pinned)
 
     memory_get = {c.concurrency: c for c in cells if c.store == "in-memory" and c.op == "GET"}
     lines = [
@@ -359,9 +224,8 @@ def report(console: Console, cells: list[Cell], rounds: int, pinned: bool) -> No
         cell = memory_get[top]
         cost = cell.median("cpu_us", cell.bare) / cell.median("cpu_us")
         lines.append(f"CPU-cost ratio at c={top} (bare µs/op / in-memory µs/op): {cost:.2f}")
-        met = cell.ratio >= TARGET_RATIO
-        verdict = "[bold green]MET" if met else "[bold red]NOT MET"
-        lines.append(f"target: ≥ {TARGET_RATIO:.2f} of bare throughput at c={top}: {verdict}")
+        met = verdict(cell.ratio >= TARGET_RATIO)
+        lines.append(f"target: ≥ {TARGET_RATIO:.2f} of bare throughput at c={top}: {met}")
     else:
         lines.append("[red]target not evaluated: the in-memory GET run is missing")
     console.print(Panel("\n".join(lines), title="issue target", expand=False))
@@ -374,23 +238,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="bare/sidecar run pairs per cell")
     parser.add_argument("--keys", type=int, default=1000, help="keys saved before GET runs")
     parser.add_argument("--stores", default=",".join(STORES), help="comma-separated subset")
-    parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    if args.serve_bare:
-        import uvicorn
-
-        uvicorn.run(bare_app, host="127.0.0.1", port=args.serve_bare, **UVICORN_SETTINGS)
-        return 0
-
-    console = Console(log_path=False)
-    if not console.is_terminal:
-        console.width = 130  # make/CI logs: fit the whole table
-    if shutil.which("wrk") is None:
-        console.print(f"[red]wrk not found.[/red] Install it with:\n  {WRK_INSTALL}")
+    console = make_console()
+    if not preflight(console):
         return 2
-    if (busy := other_cpu_use()) > 0.1:
-        console.print(f"[yellow]other work uses {busy:.0%} of the CPUs: expect noisy ratios")
     bench = Bench(console, args)
     with (
         tempfile.TemporaryDirectory(prefix="daprforge-bench-") as tmp,

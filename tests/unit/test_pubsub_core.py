@@ -7,7 +7,6 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 
 from daprforge.sidecar.components.loader import ResourceError
@@ -152,10 +151,6 @@ def test_first_matching_rule_wins_and_default_catches_the_rest() -> None:
     assert find_route(rules[:1], {"type": "x"}) is None
 
 
-def answer(status: int, body: bytes = b"") -> httpx.Response:
-    return httpx.Response(status, content=body, request=httpx.Request("POST", "http://app/e"))
-
-
 @pytest.mark.parametrize(
     ("status", "body", "outcome"),
     [
@@ -175,7 +170,7 @@ def answer(status: int, body: bytes = b"") -> httpx.Response:
     ],
 )
 def test_app_answers(status: int, body: bytes, outcome: Outcome) -> None:
-    assert read_outcome(answer(status, body)) is outcome
+    assert read_outcome(status, body) is outcome
 
 
 RESILIENCY = {

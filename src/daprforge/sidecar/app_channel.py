@@ -1,7 +1,7 @@
 """The sidecar's connection to its app: subscriptions, event delivery, invocation.
 
-One pooled HTTP client per sidecar. Every call carries ``dapr-api-token`` when
-``APP_API_TOKEN`` is set, as daprd does for everything it sends to the app.
+Every call carries ``dapr-api-token`` when ``APP_API_TOKEN`` is set, as daprd does for
+everything it sends to the app.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ import json
 import logging
 from typing import Any
 
-import httpx
+import aiohttp
+
+from daprforge.sidecar.outbound import exact_url
 
 log = logging.getLogger("daprforge.sidecar.app")
 
@@ -20,15 +22,18 @@ _SUBSCRIBE_RETRY_DELAYS = (0.5, 1.0, 2.0)
 
 
 class AppChannel:
-    def __init__(self, address: str, port: int, app_id: str, app_token: str | None) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        address: str,
+        port: int,
+        app_id: str,
+        app_token: str | None,
+    ) -> None:
+        self.session = session
         self.base_url = f"http://{address}:{port}"
         self.app_id = app_id
         self.app_token = app_token
-        self.client = httpx.AsyncClient(
-            base_url=self.base_url,
-            timeout=httpx.Timeout(None, connect=5.0),
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
-        )
 
     def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         headers = dict(extra or {})
@@ -36,43 +41,45 @@ class AppChannel:
             headers["dapr-api-token"] = self.app_token
         return headers
 
-    async def close(self) -> None:
-        await self.client.aclose()
-
     async def subscriptions(self) -> Any:
         """The app's ``/dapr/subscribe`` answer, or ``None`` when it has none."""
         headers = self.headers({"content-type": "application/json", "dapr-app-id": self.app_id})
+        url = exact_url(self.base_url + "/dapr/subscribe")
         for delay in (*_SUBSCRIBE_RETRY_DELAYS, None):
             try:
-                response = await self.client.get("/dapr/subscribe", headers=headers)
+                async with self.session.get(url, headers=headers) as response:
+                    status, body = response.status, await response.read()
                 break
-            except httpx.TransportError as exc:
+            except aiohttp.ClientError as exc:
                 if delay is None:
                     log.error("could not fetch /dapr/subscribe from the app: %s", exc)
                     return None
                 await asyncio.sleep(delay)
-        if response.status_code == 404:
+        if status == 404:
             log.debug("the app has no /dapr/subscribe endpoint")
             return None
-        if response.status_code != 200:
-            log.error("/dapr/subscribe answered %s: no subscriptions", response.status_code)
+        if status != 200:
+            log.error("/dapr/subscribe answered %s: no subscriptions", status)
             return None
-        if not response.content.strip():
+        if not body.strip():
             return None
         try:
-            return json.loads(response.content)
+            return json.loads(body)
         except ValueError:
             log.error("/dapr/subscribe did not return JSON: no subscriptions")
             return None
 
     async def post_event(
         self, path: str, body: bytes, headers: dict[str, str], attempt_timeout: float | None
-    ) -> httpx.Response:
+    ) -> tuple[int, bytes]:
+        """POST an event; the app's status and body. Raises on transport errors/timeouts."""
         if not path.startswith("/"):
             path = "/" + path
-        return await self.client.post(
-            path,
-            content=body,
-            headers=self.headers(headers),
-            timeout=httpx.Timeout(attempt_timeout, connect=5.0),
-        )
+        async with asyncio.timeout(attempt_timeout):
+            async with self.session.post(
+                exact_url(self.base_url + path),
+                data=body,
+                headers=self.headers(headers),
+                allow_redirects=False,
+            ) as response:
+                return response.status, await response.read()

@@ -10,16 +10,14 @@ answer pass through unchanged, streamed; failures before any app answer are dapr
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 
-import httpx
-from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from daprforge.sidecar import errors
 from daprforge.sidecar.errors import DaprError
+from daprforge.sidecar.outbound import HOP_BY_HOP, ClientError, relay
 from daprforge.sidecar.pubsub.envelope import child_traceparent
 from daprforge.sidecar.request import BodyTooLargeError, DaprRequest
 from daprforge.sidecar.routing import clean_path
@@ -27,22 +25,7 @@ from daprforge.sidecar.runtime import Runtime
 
 log = logging.getLogger("daprforge.sidecar.invoke")
 
-_HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-    }
-)
-_STRIPPED = _HOP_BY_HOP | {
+_STRIPPED = HOP_BY_HOP | {
     "dapr-app-id",
     "dapr-api-token",
     "dapr-caller-app-id",
@@ -75,27 +58,6 @@ def forwarded_headers(
     return kept
 
 
-async def _relay(client: httpx.AsyncClient, request: httpx.Request) -> Response:
-    """Send and stream the answer back as it arrives (SSE through invocation works)."""
-    response = await client.send(request, stream=True)
-    # Our server writes its own Date header; the app's would be a duplicate.
-    headers = [
-        (k, v)
-        for k, v in response.headers.multi_items()
-        if k.lower() not in _HOP_BY_HOP and k.lower() != "date"
-    ]
-
-    async def body() -> AsyncIterator[bytes]:
-        async for chunk in response.aiter_raw():
-            yield chunk
-
-    streamed = StreamingResponse(
-        body(), status_code=response.status_code, background=BackgroundTask(response.aclose)
-    )
-    streamed.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
-    return streamed
-
-
 def _target_and_method(call: DaprRequest) -> tuple[str, str]:
     if "id" in call.params:
         return call.params["id"], call.params.get("*", "")
@@ -123,26 +85,21 @@ async def invoke(call: DaprRequest) -> Response:
 
     if target.startswith(("http://", "https://")):
         url = f"{target.rstrip('/')}/{method}"
-        client = runtime.http_client
     elif app_id == runtime.app_id:
         if runtime.app_channel is None:
             raise _failed(target, "app channel is not initialized")
         url = f"{runtime.app_channel.base_url}/{method}"
-        headers = [(k, v) for k, v in headers if k != "dapr-api-token"]
         headers += list(runtime.app_channel.headers().items())
-        client = runtime.app_channel.client
     else:
         address = await runtime.resolver.resolve(app_id) if runtime.resolver else None
         if address is None:
             raise _failed(target, f"couldn't find service: {app_id}")
         url = f"http://{address}/{method}"
-        client = runtime.http_client
     if query:
         url = f"{url}?{query}"
-    request = client.build_request(call.method, url, headers=headers, content=body)
     try:
-        response = await _relay(client, request)
-    except httpx.TransportError as exc:
+        response = await relay(runtime.session, call.method, url, headers, body)
+    except (ClientError, TimeoutError) as exc:
         raise _failed(target, f"error invoking app channel: {exc}") from None
     failure = response.headers.get(FAILURE_HEADER)
     if failure is not None:
@@ -172,14 +129,11 @@ class InternalApp:
         path = raw_path.decode("latin-1") if raw_path else request.url.path
         query = request.scope["query_string"].decode("latin-1")
         url = f"{channel.base_url}{path}" + (f"?{query}" if query else "")
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP]
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
         headers += list(channel.headers().items())
-        outgoing = channel.client.build_request(
-            request.method, url, headers=headers, content=await request.body()
-        )
         try:
-            return await _relay(channel.client, outgoing)
-        except httpx.TransportError as exc:
+            return await relay(channel.session, request.method, url, headers, await request.body())
+        except (ClientError, TimeoutError) as exc:
             detail = f"rpc error: code = Internal desc = error invoking app channel: {exc}"
             return _internal_failure(detail)
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 
 from daprforge import __version__
 from daprforge.sidecar.app_channel import AppChannel
@@ -27,6 +27,7 @@ from daprforge.sidecar.components.metadata import (
     ComponentMetadata,
 )
 from daprforge.sidecar.nameresolution import SQLiteResolver
+from daprforge.sidecar.outbound import new_session
 from daprforge.sidecar.pubsub.base import PubSub
 from daprforge.sidecar.pubsub.delivery import Deliverer
 from daprforge.sidecar.pubsub.scopes import topic_allowed
@@ -92,15 +93,19 @@ class Runtime:
     """The subscriptions in effect (declarative and the app's), for /v1.0/metadata."""
     app_channel: AppChannel | None = None
     resolver: SQLiteResolver | None = None
-    http_client: httpx.AsyncClient = field(
-        default_factory=lambda: httpx.AsyncClient(timeout=httpx.Timeout(None, connect=5.0))
-    )
-    """Pooled client for calls to other sidecars and external endpoints."""
+    _session: aiohttp.ClientSession | None = None
     extended: dict[str, str] = field(default_factory=dict)
     outbound_ready: bool = False
     app_ready: bool = False
     shutdown_requested: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The pooled client for the app, other sidecars and external endpoints."""
+        if self._session is None:
+            self._session = new_session()
+        return self._session
 
     @property
     def ready(self) -> bool:
@@ -125,20 +130,19 @@ class Runtime:
         self.outbound_ready = True
         if self.app_port:
             self.app_channel = AppChannel(
-                self.app_address, self.app_port, self.app_id, self.app_token
+                self.session, self.app_address, self.app_port, self.app_id, self.app_token
             )
             self._spawn(self._connect_app())
         else:
             self.app_ready = True
 
     async def stop(self) -> None:
+        """Stop in the reverse order of start: no new lookups or deliveries, then close
+        components (which cancels in-flight deliveries), then the outbound client."""
         for task in self._tasks:
             task.cancel()
-        if self.app_channel is not None:
-            await self.app_channel.close()
         if self.resolver is not None:
             await self.resolver.close()
-        await self.http_client.aclose()
         for component in reversed(self.loaded):
             close = getattr(component.instance, "close", None)
             if close is None:
@@ -147,6 +151,8 @@ class Runtime:
                 await close()
             except Exception:
                 log.exception("error closing component %s", component.spec.name)
+        if self._session is not None:
+            await self._session.close()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)

@@ -17,7 +17,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-import httpx
+import aiohttp
 
 from daprforge.sidecar.app_channel import AppChannel
 from daprforge.sidecar.pubsub import envelope
@@ -44,18 +44,17 @@ class DeliveryFailedError(Exception):
     """Retries are used up and there is no dead-letter topic."""
 
 
-def read_outcome(response: httpx.Response) -> Outcome:
+def read_outcome(status: int, content: bytes) -> Outcome:
     """daprd's reading of the app's answer to an event (case-sensitive statuses)."""
-    status = response.status_code
     if status == 404:
-        log.error("app returned 404 for %s: dropping the event", response.request.url.path)
+        log.error("app returned 404 for an event: dropping it")
         return Outcome.DROP
     if not 200 <= status < 300:
         return Outcome.RETRY
-    if not response.content.strip():
+    if not content.strip():
         return Outcome.SUCCESS
     try:
-        body = json.loads(response.content)
+        body = json.loads(content)
     except ValueError:
         return Outcome.SUCCESS  # not JSON: success, as daprd (debug log only)
     if not isinstance(body, dict):
@@ -140,11 +139,13 @@ class Deliverer:
 
     async def _attempt(self, path: str, body: bytes, headers: dict[str, str]) -> Outcome:
         try:
-            response = await self.channel.post_event(path, body, headers, self.policy.timeout)
-        except (httpx.TransportError, httpx.TimeoutException) as exc:
-            log.warning("could not deliver to the app at %s: %s", path, exc)
+            status, content = await self.channel.post_event(
+                path, body, headers, self.policy.timeout
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("could not deliver to the app at %s: %s", path, exc or "timed out")
             return Outcome.RETRY
-        return read_outcome(response)
+        return read_outcome(status, content)
 
     async def _dead_letter(self, subscription: Subscription, message: Message) -> None:
         if not subscription.dead_letter_topic:
