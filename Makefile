@@ -33,6 +33,7 @@ bench: $(STAMP)
 	@command -v wrk >/dev/null || { echo "installing wrk (Debian package) for the load generator"; \
 		(apt-get update -qq && apt-get install -y -qq wrk) >/dev/null; }
 	$(BIN)/python bench/sidecar_state.py
+	$(BIN)/python bench/pubsub.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
