@@ -188,3 +188,82 @@ def run_command(
         health_timeout=health_timeout,
     )
     raise typer.Exit(run_apps(options))
+
+
+@app.command(
+    "new",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    epilog="Kind options (see `daprforge kinds`): "
+    "ai-agent --model --system-prompt --max-tokens --temperature; "
+    "crud-api --resource --plural; "
+    "event-processor --topic --dead-letter-topic --max-retries; "
+    "code-executor --timeout --max-output --concurrency; "
+    "every kind --replicas --image.",
+)
+def new(
+    ctx: typer.Context,
+    kind: Annotated[
+        str | None,
+        typer.Argument(help="ai-agent, crud-api, event-processor or code-executor."),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Argument(help="Service name: a Kubernetes name such as exercise-service."),
+    ] = None,
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Where to create it. Default: ./NAME.")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help="Port the app listens on. Default: 8000.")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Write into a non-empty folder (over our files).")
+    ] = False,
+    defaults: Annotated[
+        bool, typer.Option("--defaults", help="Never ask; use defaults for what is not given.")
+    ] = False,
+    set_values: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="An option as key=value (repeatable), e.g. topic=orders."),
+    ] = None,
+) -> None:
+    """Generate a production-ready FastAPI + Dapr service.
+
+    Everything is validated before anything is written. With a terminal attached (and
+    without --defaults), missing values are asked for.
+    """
+    import sys
+
+    from rich.console import Console
+
+    from daprforge.generator import NewRequest
+    from daprforge.generator.console import run_new
+
+    request = NewRequest(
+        kind=kind,
+        name=name,
+        directory=directory,
+        port=port,
+        force=force,
+        set_values=tuple(set_values or ()),
+        flags=tuple(ctx.args),
+    )
+    interactive = sys.stdin.isatty() and not defaults
+    raise typer.Exit(
+        run_new(
+            request,
+            console=Console(highlight=False),
+            errors=Console(stderr=True, highlight=False),
+            interactive=interactive,
+        )
+    )
+
+
+@app.command("kinds")
+def kinds() -> None:
+    """List the kinds of service `daprforge new` creates, with their options."""
+    from rich.console import Console
+
+    from daprforge.generator.console import kinds_table
+
+    Console().print(kinds_table())

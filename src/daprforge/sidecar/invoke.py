@@ -10,6 +10,7 @@ answer pass through unchanged, streamed; failures before any app answer are dapr
 from __future__ import annotations
 
 import logging
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -60,7 +61,9 @@ def forwarded_headers(
 
 def _target_and_method(call: DaprRequest) -> tuple[str, str]:
     if "id" in call.params:
-        return call.params["id"], call.params.get("*", "")
+        # The router decoded the method path; it is escaped again on the way out, as Go
+        # does when it builds the request URL for the app.
+        return call.params["id"], quote(call.params.get("*", ""), safe="/!$&'()*+,;=:@~")
     target = call.header("dapr-app-id")
     if not target:
         raise errors.direct_invoke_no_app_id()
@@ -123,7 +126,7 @@ class InternalApp:
 
     async def forward(self, request: Request) -> Response:
         channel = self.runtime.app_channel
-        if channel is None or not self.runtime.app_ready:
+        if channel is None or not self.runtime.app_listening:
             return _internal_failure("app channel is not initialized")
         raw_path: bytes | None = request.scope.get("raw_path")
         path = raw_path.decode("latin-1") if raw_path else request.url.path

@@ -96,7 +96,10 @@ class Runtime:
     _session: aiohttp.ClientSession | None = None
     extended: dict[str, str] = field(default_factory=dict)
     outbound_ready: bool = False
+    app_listening: bool = False
+    """The app's port answers: invocation into the app can start."""
     app_ready: bool = False
+    """The app's port answers and its subscriptions are in place (daprd's healthz)."""
     shutdown_requested: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -207,7 +210,7 @@ class Runtime:
                 await asyncio.sleep(0.1)
                 continue
             writer.close()
-            self.app_ready = True
+            self.app_listening = True
             log.info("app is listening on port %s", self.app_port)
             return
 

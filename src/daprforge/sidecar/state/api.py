@@ -361,8 +361,10 @@ async def transaction(call: DaprRequest) -> Response:
     except DaprError:
         raise
     except Exception as exc:
+        # Always 500 inside a transaction, even for an etag mismatch, but with its text.
+        _, message = _store_failure(exc)
         raise DaprError(
-            500, "ERR_STATE_TRANSACTION", f"error while executing state transaction: {exc}"
+            500, "ERR_STATE_TRANSACTION", f"error while executing state transaction: {message}"
         ) from None
     return no_content()
 

@@ -1,0 +1,145 @@
+"""One pooled HTTP client for the sidecar, shared by every API of DaprClient.
+
+Every call has a timeout and carries ``dapr-api-token`` (when configured) and the current
+``traceparent``. Retries are deliberately narrow: a call is repeated only when it cannot
+have had an effect (the connection was never made) or when repeating it is harmless (an
+idempotent call that failed in flight or got a 503). A 4xx is never retried, and neither
+is a publish whose request may have reached the sidecar: a duplicate event is worse than
+an error the caller can see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Mapping
+from urllib.parse import quote
+
+import httpx
+
+from daprforge.client.errors import SidecarUnavailableError
+from daprforge.client.tracecontext import current_trace
+
+CallObserver = Callable[[str, int | None, float], None]
+"""Called after every attempt with (operation, HTTP status or None if there was no answer,
+seconds). The service kit turns these into Prometheus metrics."""
+
+# Failures where the request never left: safe to retry any call.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_BACKOFF_BASE = 0.1
+_BACKOFF_MAX = 2.0
+
+
+JSON = {"content-type": "application/json"}
+
+
+def segment(value: str) -> str:
+    """One URL path segment, fully escaped. daprd unescapes segments with Go's
+    ``QueryUnescape``, where a literal ``+`` would become a space, so ``+`` and ``/`` are
+    escaped too."""
+    return quote(value, safe="")
+
+
+def metadata_params(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """``metadata.<key>`` query parameters, daprd's way of passing request metadata."""
+    return {f"metadata.{key}": str(value) for key, value in (metadata or {}).items()}
+
+
+def backoff(attempt: int) -> float:
+    """Full-jitter exponential back-off: 0-0.1 s, 0-0.2 s, 0-0.4 s ... capped at 2 s."""
+    return random.uniform(0, min(_BACKOFF_MAX, _BACKOFF_BASE * 2**attempt))
+
+
+class Transport:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_token: str | None,
+        timeout: float,
+        retries: int,
+        observer: CallObserver | None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.retries = retries
+        self.observer = observer
+        headers = {"dapr-api-token": api_token} if api_token else {}
+        self.http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=self._timeout(timeout),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        )
+
+    @staticmethod
+    def _timeout(seconds: float) -> httpx.Timeout:
+        # Connecting to a local sidecar takes microseconds; waiting long for it helps nobody.
+        return httpx.Timeout(seconds, connect=min(seconds, 2.0))
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def request(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool,
+        retry_on_503: bool = True,
+        content: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        attempt_timeout: float | None = None,
+        retries: int | None = None,
+    ) -> httpx.Response:
+        """Send one call, retrying as the module docstring says; raise
+        SidecarUnavailableError when no answer came. Error statuses are returned."""
+        all_headers = dict(headers or {})
+        trace = current_trace()
+        if trace is not None and "traceparent" not in all_headers:
+            all_headers["traceparent"] = trace.traceparent
+            if trace.tracestate:
+                all_headers["tracestate"] = trace.tracestate
+        limit = self.retries if retries is None else retries
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                response = await self.http.request(
+                    method,
+                    path,
+                    content=content,
+                    params=params,
+                    headers=all_headers,
+                    timeout=self._timeout(attempt_timeout or self.timeout),
+                )
+            except httpx.TransportError as exc:
+                self._observe(operation, None, started)
+                may_retry = idempotent or isinstance(exc, _NOT_SENT)
+                if attempt < limit and may_retry:
+                    await asyncio.sleep(backoff(attempt))
+                    attempt += 1
+                    continue
+                raise self._unavailable(operation, exc) from exc
+            self._observe(operation, response.status_code, started)
+            if response.status_code == 503 and idempotent and retry_on_503 and attempt < limit:
+                await asyncio.sleep(backoff(attempt))
+                attempt += 1
+                continue
+            return response
+
+    def _observe(self, operation: str, status: int | None, started: float) -> None:
+        if self.observer is not None:
+            self.observer(operation, status, time.perf_counter() - started)
+
+    def _unavailable(self, operation: str, exc: httpx.TransportError) -> SidecarUnavailableError:
+        timed_out = isinstance(exc, httpx.TimeoutException)
+        what = "did not answer in time" if timed_out else f"is not reachable ({exc!r})"
+        return SidecarUnavailableError(
+            504 if timed_out else 503,
+            "",
+            f"{operation}: the Dapr sidecar at {self.base_url} {what}",
+        )

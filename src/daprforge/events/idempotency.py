@@ -1,0 +1,72 @@
+"""Processing each event at most once, even when the sidecar delivers it again.
+
+Pub/sub is at-least-once: an event comes again when the app's answer got lost, timed out,
+or the broker redelivered it. With idempotency on, a delivery first *claims* the event id
+in the state store (a first-write save, so exactly one concurrent delivery wins), runs the
+handler, then records the id as done for ``ttl`` seconds. A later delivery of a done event
+is acknowledged without running the handler; one that arrives while another is still
+being handled is asked to retry. A claim expires after ``lease`` seconds, so an event
+whose handler crashed the process is processed again after that.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from daprforge.client import ConcurrencyError, DaprClient
+
+log = logging.getLogger("daprforge.events")
+
+_PROCESSING = "processing"
+_DONE = "done"
+
+
+class Claim(enum.Enum):
+    CLAIMED = "claimed"
+    """This delivery may process the event."""
+    DONE = "done"
+    """An earlier delivery processed it."""
+    BUSY = "busy"
+    """Another delivery is processing it right now."""
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotency:
+    store: str
+    """The state store that records processed event ids (keys are prefixed per app)."""
+    ttl: int = 24 * 3600
+    """Seconds a processed id is remembered: longer than any redelivery can come."""
+    lease: int = 60
+    """Seconds a delivery in progress holds its claim: longer than a handler runs."""
+    prefix: str = "processed-event"
+
+    def key(self, pubsub: str, topic: str, event_id: str) -> str:
+        # "||" is daprd's key-prefix separator and is refused inside keys.
+        return f"{self.prefix}:{pubsub}:{topic}:{event_id}".replace("||", "|%7C")
+
+    async def claim(self, dapr: DaprClient, key: str) -> Claim:
+        try:
+            await dapr.state.save(
+                self.store,
+                key,
+                {"status": _PROCESSING},
+                concurrency="first-write",
+                ttl=self.lease,
+            )
+        except ConcurrencyError:
+            item = await dapr.state.get(self.store, key)
+            value: Any = item.value if item is not None else None
+            if isinstance(value, dict) and value.get("status") == _DONE:
+                return Claim.DONE
+            # Still processing elsewhere, or the claim expired just now: try again later.
+            return Claim.BUSY
+        return Claim.CLAIMED
+
+    async def complete(self, dapr: DaprClient, key: str) -> None:
+        await dapr.state.save(self.store, key, {"status": _DONE}, ttl=self.ttl)
+
+    async def release(self, dapr: DaprClient, key: str) -> None:
+        await dapr.state.delete(self.store, key)

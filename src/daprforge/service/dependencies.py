@@ -1,0 +1,39 @@
+"""FastAPI dependencies for what the app factory puts on ``app.state``.
+
+@router.post("/orders")
+async def create(order: Order, dapr: DaprDep) -> Order: ...
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from daprforge.client import DaprClient
+from daprforge.service.settings import ServiceSettings
+
+
+def get_dapr(request: Request) -> DaprClient:
+    """The app's DaprClient, created in the lifespan by ``create_app``."""
+    dapr = getattr(request.app.state, "dapr", None)
+    if not isinstance(dapr, DaprClient):
+        raise RuntimeError(
+            "no DaprClient on app.state.dapr: build the app with daprforge.service.create_app "
+            "(or set app.state.dapr in your lifespan)"
+        )
+    return dapr
+
+
+def get_settings(request: Request) -> ServiceSettings:
+    settings = getattr(request.app.state, "settings", None)
+    if not isinstance(settings, ServiceSettings):
+        raise RuntimeError(
+            "no ServiceSettings on app.state.settings: build the app with "
+            "daprforge.service.create_app"
+        )
+    return settings
+
+
+DaprDep = Annotated[DaprClient, Depends(get_dapr)]
+SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]
