@@ -123,7 +123,8 @@ def sidecar(
 
 @app.command()
 def demo() -> None:
-    """Start a local sidecar and walk through the state API, printing each step."""
+    """Tour daprforge: the sidecar (state, pub/sub, invocation), then one generated service
+    of each kind running under `daprforge run`, each answering a real request."""
     import asyncio
 
     from rich.console import Console

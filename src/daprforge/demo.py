@@ -1,24 +1,31 @@
-"""``daprforge demo``: a scripted tour of the local sidecar, printed as a table.
+"""``daprforge demo``: a scripted tour of the local sidecar and of generated services,
+printed as one table.
 
-It starts a real sidecar on the embedded default components (state in SQLite) and walks
-through the state API the way a service would use it: save, read with an ETag, a
-concurrent update refused, a transaction, and a delete.
+1. A real sidecar on the embedded default components (state in SQLite), used the way a
+   service would use the state API: save, read with an ETag, a concurrent update refused, a
+   transaction, and a delete.
+2. Two apps with their own sidecars and a Redis pub/sub: an event published by one reaches
+   the other (skipped when Redis is not reachable).
+3. One service of each kind generated into a scratch folder and run together with one
+   ``daprforge run``, each answering a real request (:mod:`daprforge.demo_services`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from daprforge.launch import SidecarProcess, free_port
 
@@ -32,13 +39,15 @@ class Step:
     status: int
     outcome: str
     expected: int
+    check: bool = True
+    """False when the status was right but the answer was not (wrong body, missing ETag)."""
 
     @property
     def ok(self) -> bool:
-        return self.status == self.expected
+        return self.status == self.expected and self.check
 
 
-def _short(response: httpx.Response) -> str:
+def short(response: httpx.Response) -> str:
     if not response.content:
         return "(empty)"
     try:
@@ -47,6 +56,8 @@ def _short(response: httpx.Response) -> str:
         return response.text[:80]
     if isinstance(body, dict) and "errorCode" in body:
         return f"{body['errorCode']}: {body['message'][:60]}…"
+    if isinstance(body, dict) and {"title", "status"} <= body.keys():  # RFC 9457 problem
+        return f"{body['title']}: {body.get('detail', '')}"[:80]
     return json.dumps(body)[:80]
 
 
@@ -55,7 +66,7 @@ async def state_tour(client: httpx.AsyncClient) -> list[Step]:
     base = f"/v1.0/state/{STORE}"
 
     async def record(action: str, label: str, expected: int, response: httpx.Response) -> None:
-        steps.append(Step(action, label, response.status_code, _short(response), expected))
+        steps.append(Step(action, label, response.status_code, short(response), expected))
 
     learner = {"name": "Ada", "level": 1}
     r = await client.post(base, json=[{"key": "learner-42", "value": learner}])
@@ -99,16 +110,27 @@ async def state_tour(client: httpx.AsyncClient) -> list[Step]:
     return steps
 
 
-def render(steps: list[Step], console: Console) -> None:
-    table = Table(title="daprforge sidecar: state, pub/sub, invocation", title_justify="left")
+def render(parts: Sequence[Sequence[Step]], console: Console) -> None:
+    """One table; a rule between the parts (sidecar, two apps, generated services)."""
+    table = Table(
+        title="daprforge demo: sidecar state, pub/sub, invocation; generated services",
+        title_justify="left",
+    )
     table.add_column("#", justify="right")
     table.add_column("step")
     table.add_column("request")
     table.add_column("status", justify="right")
     table.add_column("result")
-    for i, step in enumerate(steps, 1):
-        style = "green" if step.ok else "bold red"
-        table.add_row(str(i), step.action, step.request, f"[{style}]{step.status}[/]", step.outcome)
+    number = 0
+    for part in filter(None, parts):
+        if number:
+            table.add_section()
+        for step in part:
+            number += 1
+            style = "green" if step.ok else "bold red"
+            status = Text(str(step.status), style=style)
+            cells = (Text(step.action), Text(step.request), status, Text(step.outcome))
+            table.add_row(str(number), *cells)  # Text: a "[...]" in an answer is not markup
     console.print(table)
 
 
@@ -157,9 +179,15 @@ async def two_apps_tour(tmp: Path, console: Console) -> list[Step]:
         "--port", str(app_port), "--log-level", "warning",
     )  # fmt: skip
     tracker = SidecarProcess(
-        "progress-tracker", resources_paths=[resources], app_port=app_port, env=env
+        "progress-tracker",
+        resources_paths=[resources],
+        app_port=app_port,
+        env=env,
+        log_file=tmp / "progress-tracker.log",
     )
-    publisher = SidecarProcess("learner-api", resources_paths=[resources], env=env)
+    publisher = SidecarProcess(
+        "learner-api", resources_paths=[resources], env=env, log_file=tmp / "learner-api.log"
+    )
     steps: list[Step] = []
     try:
         with console.status("starting progress-tracker and learner-api with their sidecars…"):
@@ -176,7 +204,7 @@ async def two_apps_tour(tmp: Path, console: Console) -> list[Step]:
                 f"/v1.0/publish/pubsub/{topic_stream}", json={"learner": "42", "lesson": "loops"}
             )
             steps.append(
-                Step("publish (learner-api)", "POST publish", r.status_code, _short(r), 204)
+                Step("publish (learner-api)", "POST publish", r.status_code, short(r), 204)
             )
 
             async def delivered() -> bool:
@@ -220,10 +248,35 @@ async def _delete_stream(stream: str) -> None:
 
 
 async def run_demo(console: Console) -> bool:
+    """Every step; False if one failed. SIGTERM stops it as Ctrl-C does: what it started is
+    stopped and its temporary folders are removed."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    terminated = False
+
+    def on_sigterm() -> None:
+        nonlocal terminated
+        terminated = True
+        task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    try:
+        return await _run_steps(console)
+    except asyncio.CancelledError:
+        if not terminated:
+            raise
+        console.print("[bold red]SIGTERM: the demo stopped what it had started.[/]")
+        return False
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+async def _run_steps(console: Console) -> bool:
     with tempfile.TemporaryDirectory(prefix="daprforge-demo-") as tmp:
         env = {"DAPRFORGE_DATA_DIR": str(Path(tmp) / "data")}
         with console.status("starting the sidecar (embedded components: sqlite, in-memory)…"):
-            sidecar = SidecarProcess("demo", env=env)
+            sidecar = SidecarProcess("demo", env=env, log_file=Path(tmp) / "sidecar.log")
             await sidecar.start()
         try:
             console.print(f"sidecar ready on {sidecar.url}\n")
@@ -238,19 +291,29 @@ async def run_demo(console: Console) -> bool:
                 steps = await state_tour(client)
         finally:
             await sidecar.stop()
+        pubsub: list[Step] = []
         if _redis_reachable():
-            steps += await two_apps_tour(Path(tmp), console)
+            pubsub = await two_apps_tour(Path(tmp), console)
         else:
             console.print(
                 "[yellow]Redis is not reachable on 127.0.0.1:6379: skipping the two-app "
                 "pub/sub step (pubsub.in-memory is local to one sidecar, as in Dapr).[/]"
             )
-    render(steps, console)
-    failed = [s for s in steps if not s.ok]
+    from daprforge.demo_services import services_tour  # it builds on Step, defined here
+
+    services = await services_tour(console)
+    render([steps, pubsub, services.steps], console)
+    every = [*steps, *pubsub, *services.steps]
+    failed = [s for s in every if not s.ok]
     if failed:
-        console.print(f"[bold red]{len(failed)} step(s) did not answer as Dapr would.[/]")
+        console.print(f"[bold red]{len(failed)} step(s) did not answer as expected.[/]")
+    for problem in services.problems:
+        console.print(Text(problem, style="bold red"), soft_wrap=True)
+    if services.log_tail:
+        console.print(f"[bold]last {len(services.log_tail)} lines of the daprforge run log:[/]")
+        for line in services.log_tail:
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if failed or not services.ok:
         return False
-    console.print(
-        f"[green]All {len(steps)} steps returned the status the Dapr HTTP API specifies.[/]"
-    )
+    console.print(f"[green]All {len(every)} steps returned the expected status and answer.[/]")
     return True
