@@ -111,17 +111,24 @@ class Router:
     def __init__(self, routes: Iterable[Route], fallback: Handler) -> None:
         ordered = sorted(routes, key=Route.specificity)
         self.fallback = fallback
-        # Candidates by (method, first segment): a request only tries the few routes that
-        # could match it, in chi's static-before-parameter order.
-        self._index: dict[tuple[str, str], list[Route]] = {}
+        # Candidates by method and the first two (static) segments, e.g. GET v1.0/state:
+        # a request tries only the few routes that could match it, in chi's
+        # static-before-parameter order.
+        self._index: dict[tuple[str, str, str], list[Route]] = {}
         for candidate in ordered:
+            first, second = (*candidate.segments[:2], "")[:2]
+            if first.startswith("{") or second.startswith("{") or "*" in (first, second):
+                raise ValueError(
+                    f"route {candidate.pattern!r}: the first two segments must be static"
+                )
             for method in candidate.methods:
-                self._index.setdefault((method, candidate.segments[0]), []).append(candidate)
+                self._index.setdefault((method, first, second), []).append(candidate)
 
     def resolve(self, method: str, escaped_path: str) -> tuple[Handler, dict[str, str]]:
         """Find the handler and its *still escaped* parameters for a cleaned path."""
         parts = escaped_path.strip("/").split("/") if escaped_path != "/" else []
-        for candidate in self._index.get((method, parts[0] if parts else ""), ()):
+        key = (method, parts[0] if parts else "", parts[1] if len(parts) > 1 else "")
+        for candidate in self._index.get(key, ()):
             params = candidate.match(parts)
             if params is not None:
                 return candidate.handler, params
