@@ -137,13 +137,10 @@ class AppPlan:
         env.update(self.app.env)
         return env
 
-    def sidecar_args(self) -> list[str]:
-        """Flags for ``daprforge sidecar`` beyond the ones SidecarProcess always passes
-        (``--app-id``, ``--dapr-http-port``, ``--resources-path``, ``--app-port``)."""
+    def _shared_flags(self) -> list[str]:
+        """Flags that mean the same to daprd and to our sidecar."""
         app = self.app
-        args = ["--app-protocol", self.app_protocol]
-        if app.app_channel_address:
-            args += ["--app-channel-address", app.app_channel_address]
+        args: list[str] = []
         if self.config_file is not None:
             args += ["--config", str(self.config_file)]
         if app.log_level:
@@ -152,6 +149,16 @@ class AppPlan:
             args += ["--max-body-size", app.max_body_size]
         if app.enable_api_logging:
             args.append("--enable-api-logging")
+        return args
+
+    def sidecar_args(self) -> list[str]:
+        """Flags for ``daprforge sidecar`` beyond the ones SidecarProcess always passes
+        (``--app-id``, ``--dapr-http-port``, ``--resources-path``, ``--app-port``)."""
+        app = self.app
+        args = ["--app-protocol", self.app_protocol]
+        if app.app_channel_address:
+            args += ["--app-channel-address", app.app_channel_address]
+        args += self._shared_flags()
         for key, flag in SIDECAR_OPTION_FLAGS.items():
             if (value := app.options.get(key)) is not None:
                 args += [flag, str(value)]
@@ -172,14 +179,7 @@ class AppPlan:
             args += ["--app-channel-address", app.app_channel_address]
         for path in self.resources_paths:
             args += ["--resources-path", str(path)]
-        if self.config_file is not None:
-            args += ["--config", str(self.config_file)]
-        if app.log_level:
-            args += ["--log-level", app.log_level]
-        if app.max_body_size:
-            args += ["--max-body-size", app.max_body_size]
-        if app.enable_api_logging:
-            args.append("--enable-api-logging")
+        args += self._shared_flags()
         for key, flag in DAPRD_OPTION_FLAGS.items():
             value = app.options.get(key)
             if value is None or value is False or value == "":
