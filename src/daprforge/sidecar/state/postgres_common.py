@@ -214,17 +214,26 @@ async def migrate(
             )
 
 
+# Two sessions running CREATE TABLE IF NOT EXISTS at once can still collide in the catalog:
+# PostgreSQL reports either the unique index (pg_type_typname_nsp_index) or "type ...
+# already exists", depending on timing. Either way the table exists afterwards.
+_CATALOG_RACE = (
+    psycopg.errors.UniqueViolation,
+    psycopg.errors.DuplicateObject,
+    psycopg.errors.DuplicateTable,
+)
+
+
 async def _ensure_metadata_table(conn: Connection, table: TableName) -> None:
     statement = sql.SQL(
         "CREATE TABLE IF NOT EXISTS {} (key text NOT NULL PRIMARY KEY, value text NOT NULL)"
     ).format(table.identifier)
-    # Two processes running CREATE TABLE IF NOT EXISTS at once can still collide on the
-    # catalog's unique index (pg_type_typname_nsp_index); the loser retries, as daprd does.
+    # The loser of the catalog race retries, as daprd does.
     for attempt in range(3):
         try:
             await conn.execute(statement)
             return
-        except psycopg.errors.UniqueViolation:
+        except _CATALOG_RACE:
             if attempt == 2:
                 raise
             await asyncio.sleep(0.05)
@@ -238,8 +247,8 @@ async def create_table_tolerating_race(conn: Connection, statement: sql.Composed
     try:
         async with conn.transaction():
             await conn.execute(statement)
-    except psycopg.errors.UniqueViolation:
-        logger.debug("Ignoring duplicate key error while creating a state table")
+    except _CATALOG_RACE:
+        logger.debug("Ignoring a concurrent creation of the same state table")
 
 
 async def add_row_id(conn: Connection, table: TableName, created_column: str) -> None:
