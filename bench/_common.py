@@ -17,7 +17,6 @@ import os
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,8 @@ from typing import Any
 import httpx
 from rich.console import Console
 from rich.table import Table
+
+from daprforge.launch import free_port
 
 BENCH_DIR = Path(__file__).resolve().parent
 WRK_INSTALL = "apt-get install -y wrk   (Debian/Ubuntu; run `apt-get update` first if needed)"
@@ -212,12 +213,6 @@ def other_cpu_use() -> float:
     time.sleep(1)
     delta = [b - a for a, b in zip(before, sample(), strict=True)]
     return 1 - (delta[3] + delta[4]) / max(1, sum(delta))  # idle + iowait
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def make_console(width: int = 130) -> Console:

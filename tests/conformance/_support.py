@@ -12,7 +12,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sys
 import time
 import uuid
@@ -25,6 +24,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 import yaml
+
+from daprforge.launch import free_port
 
 POSTGRES_URL = os.environ.get("DAPRFORGE_TEST_POSTGRES_URL") or (
     "postgres://postgres@{}:{}/test?sslmode=disable".format(
@@ -52,12 +53,6 @@ _SCRUBBED_ENV = ("DAPR_API_TOKEN", "APP_API_TOKEN", "NAMESPACE", "DAPR_HTTP_PORT
 
 def new_key(prefix: str = "k") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def quote_segment(segment: str) -> str:
