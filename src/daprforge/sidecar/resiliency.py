@@ -59,9 +59,6 @@ class InboundPolicy:
     """Seconds allowed for one delivery attempt."""
 
 
-NO_POLICY = InboundPolicy()
-
-
 @dataclass(slots=True)
 class Resiliency:
     retries: dict[str, RetryPolicy]

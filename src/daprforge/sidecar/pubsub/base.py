@@ -12,9 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 # Capability strings as reported by /v1.0/metadata (components-contrib pubsub/feature.go).
-FEATURE_MESSAGE_TTL = "MESSAGE_TTL"
 FEATURE_SUBSCRIBE_WILDCARDS = "SUBSCRIBE_WILDCARDS"
-FEATURE_BULK_PUBLISH = "BULK_PUBLISH"
 
 
 class PubSubError(Exception):
