@@ -169,8 +169,8 @@ async def two_apps_tour(tmp: Path, console: Console) -> list[Step]:
     """learner-api publishes ``lesson-completed``; progress-tracker (its own process and
     sidecar) receives it, and learner-api then asks it for the learner's progress."""
     resources = tmp / "components"
-    resources.mkdir()
-    (resources / "pubsub.yaml").write_text(COMPONENTS)
+    await asyncio.to_thread(resources.mkdir)
+    await asyncio.to_thread((resources / "pubsub.yaml").write_text, COMPONENTS)
     topic_stream = "lesson-completed"
     env = {"DAPRFORGE_DATA_DIR": str(tmp / "data")}
     app_port = free_port()
@@ -292,7 +292,7 @@ async def _run_steps(console: Console) -> bool:
         finally:
             await sidecar.stop()
         pubsub: list[Step] = []
-        if _redis_reachable():
+        if await asyncio.to_thread(_redis_reachable):
             pubsub = await two_apps_tour(Path(tmp), console)
         else:
             console.print(

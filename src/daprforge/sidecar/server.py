@@ -115,7 +115,8 @@ def _server(app: Any, *, api_logging: bool) -> _Server:
 
 
 async def serve(options: SidecarOptions) -> None:
-    app = build(options)
+    # Reading resource files is blocking I/O: keep it off the event loop.
+    app = await asyncio.to_thread(build, options)
     runtime = app.runtime
     api_socket = _listen(options.listen_address, options.dapr_http_port, "--dapr-http-port")
     internal_socket = _listen("127.0.0.1", options.dapr_internal_port, "--dapr-internal-grpc-port")
