@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:
+    from daprforge.client.transport import Reply
 
 ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 
@@ -85,13 +86,14 @@ def _is_concurrency(status: int, code: str, message: str) -> bool:
     if status == 409:  # save or delete with a stale etag (or first-write on a live key)
         return True
     # daprd reports an etag mismatch inside a transaction as a 500; PostgreSQL reports a
-    # first-write conflict as "no item was updated" (Dapr HTTP API reference §1.8, §1.10).
+    # first-write conflict, alone or in a transaction, as "no item was updated" (Dapr HTTP
+    # API reference §1.8, §1.10).
     if code == "ERR_STATE_TRANSACTION" and "etag mismatch" in message:
         return True
-    return code == "ERR_STATE_SAVE" and "no item was updated" in message
+    return code in {"ERR_STATE_SAVE", "ERR_STATE_TRANSACTION"} and "no item was updated" in message
 
 
-def error_from_response(response: httpx.Response) -> DaprError:
+def error_from_response(response: Reply) -> DaprError:
     """The typed error for a non-success answer from the sidecar."""
     status = response.status_code
     code, message, details = "", response.text.strip(), []

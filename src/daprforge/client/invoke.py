@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 from urllib.parse import quote
 
-import httpx
+from multidict import CIMultiDictProxy
 
 from daprforge.client.codec import decode_json, encode_json
 from daprforge.client.errors import InvocationError, error_from_response
-from daprforge.client.transport import Transport, segment
+from daprforge.client.transport import Reply, Transport, segment
 
 T = TypeVar("T")
 
@@ -29,7 +29,8 @@ IDEMPOTENT_VERBS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 @dataclass(frozen=True, slots=True)
 class InvokeResponse:
     status_code: int
-    headers: httpx.Headers
+    headers: CIMultiDictProxy[str]
+    """Case-insensitive: ``headers["content-type"]``, ``headers.getall("set-cookie")``."""
     content: bytes
 
     @property
@@ -57,7 +58,7 @@ class InvokeResponse:
         return self
 
 
-def _is_sidecar_failure(response: httpx.Response) -> bool:
+def _is_sidecar_failure(response: Reply) -> bool:
     """daprd's own answer when it could not reach an app (not the app's answer)."""
     if response.status_code not in (403, 404, 500):
         return False

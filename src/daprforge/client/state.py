@@ -17,11 +17,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar, overload
 
-import httpx
-
 from daprforge.client.codec import decode_json, decode_value, encode_json, to_jsonable
 from daprforge.client.errors import ConcurrencyError, DaprError, error_from_response
-from daprforge.client.transport import JSON, Transport, metadata_params, segment
+from daprforge.client.transport import JSON, Reply, Transport, metadata_params, segment
 
 T = TypeVar("T")
 Concurrency = Literal["first-write", "last-write"]
@@ -119,9 +117,9 @@ class Delete:
         return item
 
 
-def _response_metadata(response: httpx.Response) -> dict[str, str]:
+def _response_metadata(response: Reply) -> dict[str, str]:
     # daprd returns store metadata as "metadata.<key>" headers (e.g. metadata.ttlExpireTime);
-    # httpx lower-cases header names, so match the prefix case-insensitively.
+    # Header names arrive in the sidecar's case, so match the prefix case-insensitively.
     found = {}
     for name, value in response.headers.items():
         if name.lower().startswith("metadata."):
@@ -133,7 +131,7 @@ class StateAPI:
     def __init__(self, transport: Transport) -> None:
         self._transport = transport
 
-    def _check(self, response: httpx.Response) -> httpx.Response:
+    def _check(self, response: Reply) -> Reply:
         if response.status_code >= 400:
             raise error_from_response(response)
         return response
