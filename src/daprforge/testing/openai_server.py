@@ -9,9 +9,18 @@ Answers are scripted per test and fully deterministic:
     openai_server.reply(tool_calls=[ToolCall("lookup", {"id": 7})])
     openai_server.fail(429, "Rate limit reached", code="rate_limit_exceeded")
     openai_server.reply("slow", delay=2.0)                  # wait before answering
+    openai_server.reply("Half an answer", error_after=2)    # an in-band error mid-stream
+    openai_server.reply("No usage", stream_usage=False)     # ignores include_usage
+    openai_server.fail(500, times=3)                        # the next three requests fail
+    openai_server.always("Same every time", chunk_delay=0.01)  # the unscripted answer
+    openai_server.reject_stream_options = True              # 400 for stream_options
 
 With nothing scripted it echoes the last user message. Token usage counts words. Every
-request is recorded in ``openai_server.requests``.
+request is recorded in ``openai_server.requests``; streams the client left before their
+end are counted in ``openai_server.disconnects`` (``await wait_for_disconnect()``).
+
+``python -m daprforge.testing.openai_server --port 8400`` serves it on its own (for
+benchmarks).
 """
 
 from __future__ import annotations
@@ -58,6 +67,10 @@ class Reply:
     chunk_delay: float = 0.0
     """Seconds between streamed chunks."""
     finish_reason: str | None = None
+    error_after: int | None = None
+    """Streams only: send an in-band error event after this many content chunks."""
+    stream_usage: bool = True
+    """Streams only: False ignores ``stream_options.include_usage`` (no usage chunk)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +100,15 @@ class OpenAIServer:
         self.api_key = api_key
         self.model = model
         self.requests: list[RecordedRequest] = []
+        self.disconnects = 0
+        """Streams that ended because the client went away before their end."""
+        self.completed_streams = 0
+        self.reject_stream_options = False
+        """Answer 400 to requests with ``stream_options``, as some providers do."""
+        self.default = Reply()
+        """The answer when nothing is scripted (``Reply()``: echo)."""
         self._script: deque[Reply] = deque()
+        self._disconnected = asyncio.Event()
         self.app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
@@ -107,17 +128,39 @@ class OpenAIServer:
         delay: float = 0.0,
         chunk_delay: float = 0.0,
         finish_reason: str | None = None,
+        error_after: int | None = None,
+        stream_usage: bool = True,
+        times: int = 1,
     ) -> None:
-        """Queue the next successful answer."""
-        self._script.append(
-            Reply(
-                content=content,
-                tool_calls=tuple(tool_calls),
-                delay=delay,
-                chunk_delay=chunk_delay,
-                finish_reason=finish_reason,
-            )
+        """Queue the next successful answer (``times`` times)."""
+        reply = Reply(
+            content=content,
+            tool_calls=tuple(tool_calls),
+            delay=delay,
+            chunk_delay=chunk_delay,
+            finish_reason=finish_reason,
+            error_after=error_after,
+            stream_usage=stream_usage,
         )
+        self._script.extend([reply] * times)
+
+    def always(
+        self,
+        content: str | None = None,
+        *,
+        delay: float = 0.0,
+        chunk_delay: float = 0.0,
+        stream_usage: bool = True,
+    ) -> None:
+        """The answer to every unscripted request from now on."""
+        self.default = Reply(
+            content=content, delay=delay, chunk_delay=chunk_delay, stream_usage=stream_usage
+        )
+
+    async def wait_for_disconnect(self) -> None:
+        """Until a client has left a stream before its end (bound it with
+        ``asyncio.timeout``)."""
+        await self._disconnected.wait()
 
     def fail(
         self,
@@ -128,18 +171,18 @@ class OpenAIServer:
         code: str | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float = 0.0,
+        times: int = 1,
     ) -> None:
-        """Queue an error answer in OpenAI's error format."""
-        self._script.append(
-            Reply(
-                status=status,
-                error_message=message,
-                error_type=type,
-                error_code=code,
-                headers=dict(headers or {}),
-                delay=delay,
-            )
+        """Queue an error answer in OpenAI's error format (``times`` times)."""
+        reply = Reply(
+            status=status,
+            error_message=message,
+            error_type=type,
+            error_code=code,
+            headers=dict(headers or {}),
+            delay=delay,
         )
+        self._script.extend([reply] * times)
 
     # --- serving ------------------------------------------------------------------------
 
@@ -179,7 +222,9 @@ class OpenAIServer:
             return denied
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             return _error(400, "'messages' is required.", "invalid_request_error")
-        reply = self._script.popleft() if self._script else Reply()
+        if self.reject_stream_options and "stream_options" in body:
+            return _error(400, "property 'stream_options' is unsupported", "invalid_request_error")
+        reply = self._script.popleft() if self._script else self.default
         if reply.delay:
             await asyncio.sleep(reply.delay)
         if reply.status >= 400:
@@ -207,10 +252,26 @@ class OpenAIServer:
         if body.get("stream"):
             options = body.get("stream_options") or {}
             usage = isinstance(options, dict) and bool(options.get("include_usage"))
-            return StreamingResponse(
-                completion.chunks(usage, reply.chunk_delay), media_type="text/event-stream"
+            chunks = completion.chunks(
+                usage and reply.stream_usage, reply.chunk_delay, reply.error_after
             )
+            return StreamingResponse(self._watched(chunks), media_type="text/event-stream")
         return JSONResponse(completion.response())
+
+    async def _watched(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """The chunks, counting a stream the client left early (Starlette cancels the
+        response when the client disconnects)."""
+        finished = False
+        try:
+            async for chunk in chunks:
+                yield chunk
+            finished = True
+        finally:
+            if finished:
+                self.completed_streams += 1
+            else:
+                self.disconnects += 1
+                self._disconnected.set()
 
 
 def _error(
@@ -294,12 +355,20 @@ class _Completion:
             chunk["usage"] = self.usage() if final else None
         return f"data: {json.dumps(chunk)}\n\n".encode()
 
-    async def chunks(self, usage: bool, delay: float) -> AsyncIterator[bytes]:
+    async def chunks(
+        self, usage: bool, delay: float, error_after: int | None = None
+    ) -> AsyncIterator[bytes]:
         def choice(delta: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:
             return [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
 
         yield self._chunk(choice({"role": "assistant", "content": ""}), usage)
-        for piece in re.findall(r"\S+\s*|\s+", self.content or ""):
+        for index, piece in enumerate(re.findall(r"\S+\s*|\s+", self.content or "")):
+            if index == error_after:
+                # As the API reports a failure after the stream started: an in-band error
+                # event, and no [DONE].
+                error = {"message": "The server had an error.", "type": "server_error"}
+                yield f"data: {json.dumps({'error': error})}\n\n".encode()
+                return
             if delay:
                 await asyncio.sleep(delay)
             yield self._chunk(choice({"content": piece}), usage)
@@ -309,3 +378,31 @@ class _Completion:
         if usage:
             yield self._chunk([], usage, final=True)
         yield b"data: [DONE]\n\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve on a port until interrupted (for benchmarks): ``--port``, ``--reply``,
+    ``--chunk-delay``; any API key is accepted."""
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--reply", default=None, help="the answer (default: echo)")
+    parser.add_argument("--chunk-delay", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    server = OpenAIServer(api_key=None)
+    server.always(args.reply, chunk_delay=args.chunk_delay)
+    # Recording every request would grow without end over a long benchmark.
+    server.requests = _Discard()
+    uvicorn.run(server.app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+
+
+class _Discard(list[RecordedRequest]):
+    def append(self, item: RecordedRequest) -> None:
+        return None
+
+
+if __name__ == "__main__":
+    main()

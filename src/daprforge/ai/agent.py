@@ -1,0 +1,465 @@
+"""The agent: one learner request through limits, memory, cache, the model and the books.
+
+    async with Agent(settings, dapr, store="statestore", pubsub="pubsub") as agent:
+        answer = await agent.answer(request)            # ProcessResponse
+        stream = await agent.stream(request)            # errors before the first byte raise
+        async for event in stream.events(): ...         # meta, delta..., usage, done | error
+
+Before the model is called, one bulk read fetches the user's rate-limit window and usage
+and the session (or, for a new session, the cached answer); the limits are judged on it,
+the history is trimmed to its token budget, and the request is counted by one ETag write
+that runs while the model call starts. After the answer, usage, the session's new turn and
+the cache are written in one transaction guarded by the ETags of that read (a conflict
+falls back to read-modify-write loops), and a usage event is published; best effort (a
+failure is logged, the learner still gets the answer). A stream that the client leaves, or
+that breaks, is charged an estimate in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar
+
+from daprforge.ai import state
+from daprforge.ai.cache import CachedAnswer, ResponseCache, cache_key
+from daprforge.ai.errors import AIError
+from daprforge.ai.limits import Admission, Limits
+from daprforge.ai.memory import SessionStore, trim_history
+from daprforge.ai.models import (
+    ProcessRequest,
+    ProcessResponse,
+    Session,
+    TokenUsage,
+    Turn,
+    UsageCounts,
+    UsageReport,
+    UserUsage,
+)
+from daprforge.ai.offline import OfflineProvider
+from daprforge.ai.prompts import ROLE_PROMPTS, build_messages
+from daprforge.ai.provider import ChatRequest, ChatStream, OpenAIProvider, Provider
+from daprforge.ai.settings import AISettings
+from daprforge.ai.sse import ServerSentEvent
+from daprforge.ai.tokens import estimate_usage
+from daprforge.ai.usage import UsageLedger, utc_day
+from daprforge.client import DaprClient, StateItem, Upsert
+
+log = logging.getLogger("daprforge.ai")
+T = TypeVar("T")
+
+ANONYMOUS = "anonymous"
+CHARS_PER_TOKEN_CAP = 16
+"""Output bound beyond ``max_tokens``: a provider that ignores it is cut off at this many
+characters per allowed token."""
+
+
+@dataclass(slots=True)
+class _Prepared:
+    admission: Admission
+    user_id: str
+    session_id: str
+    chat: ChatRequest
+    history_dropped: int
+    cache_key: str | None
+    cached: CachedAnswer | None
+    usage: StateItem[UserUsage] | None
+    """The user's usage document as read (its ETag makes the later update one write)."""
+    session: StateItem[Session] | None
+
+
+class Agent:
+    def __init__(
+        self,
+        settings: AISettings,
+        dapr: DaprClient,
+        *,
+        store: str = "statestore",
+        pubsub: str = "pubsub",
+        provider: Provider | None = None,
+    ) -> None:
+        self.settings = settings
+        self.dapr = dapr
+        self.store = store
+        self.pubsub = pubsub
+        self.provider: Provider = provider or (
+            OfflineProvider(settings.ai_role) if settings.offline else OpenAIProvider(settings)
+        )
+        self.system_prompt = settings.system_prompt or ROLE_PROMPTS[settings.ai_role]
+        self.model = "offline" if settings.offline else settings.openai_model
+        self.sessions = SessionStore(
+            dapr, store, ttl=settings.session_ttl, max_messages=settings.memory_max_messages
+        )
+        # Offline answers cost nothing to make again: no cache for them.
+        use_cache = settings.cache_enabled and not settings.offline
+        self.cache = ResponseCache(dapr, store, ttl=settings.cache_ttl) if use_cache else None
+        self.ledger = UsageLedger(dapr, store)
+        self.limits = Limits(
+            dapr,
+            store,
+            self.ledger,
+            rate_limit=settings.rate_limit,
+            daily_token_budget=settings.daily_token_budget,
+        )
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> Agent:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Wait for the usage of finished streams to be recorded, then close the client."""
+        if self._background:
+            await asyncio.wait(self._background, timeout=10)
+        await self.provider.aclose()
+
+    # --- answering ----------------------------------------------------------------------
+
+    async def answer(self, request: ProcessRequest) -> ProcessResponse:
+        prepared = await self._prepare(request)
+        if prepared.cached is not None:
+            await prepared.admission.commit()
+            text, model = prepared.cached.text, prepared.cached.model
+            usage, finish = TokenUsage(), prepared.cached.finish_reason
+        else:
+            completion = await self._admitted(prepared, self.provider.complete(prepared.chat))
+            text, model, finish = completion.text, completion.model, completion.finish_reason
+            limit = self.settings.max_tokens * CHARS_PER_TOKEN_CAP
+            if len(text) > limit:
+                text, finish = text[:limit], "length"
+            usage = completion.usage or estimate_usage(prepared.chat.messages, text)
+        await self._finish(prepared, text, usage, model, finish)
+        return self._response(prepared, text, usage, model, finish)
+
+    async def stream(self, request: ProcessRequest) -> AnswerStream:
+        """Checks, history and the upstream request: an error here is an HTTP status, not
+        a stream event."""
+        prepared = await self._prepare(request)
+        upstream: ChatStream
+        if prepared.cached is not None:
+            await prepared.admission.commit()
+            upstream = _Replay(prepared.cached)
+        else:
+            opening = self.provider.open_stream(prepared.chat)
+            upstream = await self._admitted(prepared, opening, close=_close_stream)
+        return AnswerStream(self, prepared, upstream)
+
+    # --- state --------------------------------------------------------------------------
+
+    async def usage(self, user_id: str) -> UsageReport:
+        usage = await self.ledger.get(user_id)
+        today = usage.days.get(utc_day(time.time()), UsageCounts())
+        budget = self.settings.daily_token_budget or None
+        return UsageReport(
+            **usage.model_dump(),
+            today=today,
+            daily_token_budget=budget,
+            remaining_today=self.limits.remaining(today.total_tokens),
+        )
+
+    async def session(self, session_id: str) -> Session | None:
+        return await self.sessions.load(session_id)
+
+    async def delete_session(self, session_id: str) -> bool:
+        return await self.sessions.delete(session_id)
+
+    # --- the steps ------------------------------------------------------------------------
+
+    async def _prepare(self, request: ProcessRequest) -> _Prepared:
+        """One bulk read for everything the request needs: the rate-limit window, the
+        user's usage, and the session or (for a new session, whose messages are known
+        already) the cached answer."""
+        now = time.time()
+        user_id = request.user_id or ANONYMOUS
+        session_id = request.session_id or uuid.uuid4().hex
+        context = request.context or {}
+        rate_key, usage_key = self.limits.key(user_id, now), self.ledger.key(user_id)
+        session_key = self.sessions.key(session_id)
+        chat, key = None, None
+        keys = [rate_key, usage_key]
+        if request.session_id is None:
+            chat = self._chat(request, [], context)
+            key = self._cache_key(chat)
+            keys += [key] if key is not None else []
+        else:
+            keys.append(session_key)
+        found = await state.read(self.dapr, self.store, keys)
+        usage = found.get(usage_key, UserUsage)
+        admission = self.limits.check(
+            user_id, found.get(rate_key, int), usage.value if usage else None, now
+        )
+        session = found.get(session_key, Session) if request.session_id else None
+        if session is not None and session.value.user_id != user_id:
+            raise AIError(403, "This session belongs to another user.", code="session_forbidden")
+        dropped = 0
+        if chat is None:
+            history, dropped = trim_history(
+                session.value.messages if session else [], self.settings.memory_tokens
+            )
+            chat = self._chat(request, history, context)
+            key = self._cache_key(chat)
+            cached = await self._cached(key)
+        else:
+            item = found.get(key, CachedAnswer) if key is not None else None
+            cached = item.value if item is not None else None
+        return _Prepared(admission, user_id, session_id, chat, dropped, key, cached, usage, session)
+
+    async def _admitted(
+        self,
+        prepared: _Prepared,
+        call: Coroutine[Any, Any, T],
+        close: Callable[[T], Awaitable[None]] | None = None,
+    ) -> T:
+        """The model ``call``, started while the request is counted: the count is one
+        write, and a refusal from it (racing requests of the same user took the last
+        place) cancels the call, or closes what it opened."""
+        task = asyncio.ensure_future(call)
+        await asyncio.sleep(0)  # the model request goes out first; the count overlaps its wait
+        try:
+            await prepared.admission.commit()
+        except BaseException:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                result = await task
+                if close is not None:
+                    await close(result)
+            raise
+        return await task
+
+    def _chat(
+        self, request: ProcessRequest, history: list[Turn], context: dict[str, Any]
+    ) -> ChatRequest:
+        return ChatRequest(
+            messages=build_messages(self.system_prompt, history, request.prompt, context),
+            model=self.model,
+            max_tokens=self.settings.max_tokens,
+            temperature=self.settings.temperature,
+            prompt=request.prompt,
+            context=context,
+        )
+
+    def _cache_key(self, chat: ChatRequest) -> str | None:
+        return cache_key(chat, self.provider.name) if self.cache is not None else None
+
+    async def _cached(self, key: str | None) -> CachedAnswer | None:
+        if key is None or self.cache is None:
+            return None
+        return await self.cache.get(key)
+
+    async def _finish(
+        self,
+        prepared: _Prepared,
+        text: str,
+        usage: TokenUsage,
+        model: str,
+        finish_reason: str | None,
+    ) -> None:
+        """Usage, the session and the cache in one transaction; the event beside it."""
+        cached = prepared.cached is not None
+        turns = [
+            Turn(
+                role="user",
+                content=prepared.chat.prompt,
+                context=dict(prepared.chat.context) or None,
+            ),
+            Turn(role="assistant", content=text),
+        ]
+        changes: list[state.Change[Any]] = [
+            self.ledger.adding(prepared.user_id, usage, cached=cached, current=prepared.usage),
+            self.sessions.appending(prepared.session_id, prepared.user_id, turns, prepared.session),
+        ]
+        plain: list[Upsert] = []
+        if self.cache is not None and prepared.cache_key and not cached and finish_reason == "stop":
+            answer = CachedAnswer(text=text, model=model, usage=usage, finish_reason=finish_reason)
+            plain.append(Upsert(prepared.cache_key, answer, ttl=self.cache.ttl))
+        await self._best_effort(
+            {
+                "usage, session and cache": state.write_all(self.dapr, self.store, changes, plain),
+                "event": self._publish(prepared, usage, model, finish_reason),
+            }
+        )
+
+    async def _charge_incomplete(self, prepared: _Prepared, text: str, outcome: str) -> None:
+        """A stream that did not finish: the provider's usage chunk never came, so the
+        prompt and what was streamed are charged as an estimate."""
+        cached = prepared.cached is not None
+        usage = TokenUsage() if cached else estimate_usage(prepared.chat.messages, text)
+        await self._best_effort(
+            {
+                "usage": self.ledger.record(
+                    prepared.user_id, usage, cached=cached, current=prepared.usage
+                ),
+                "event": self._publish(prepared, usage, self.model, outcome),
+            }
+        )
+
+    async def _publish(
+        self, prepared: _Prepared, usage: TokenUsage, model: str, finish_reason: str | None
+    ) -> None:
+        if not self.settings.usage_topic:
+            return
+        event = {
+            "user_id": prepared.user_id,
+            "session_id": prepared.session_id,
+            "model": model,
+            "provider": self.provider.name,
+            "role": self.settings.ai_role,
+            "cached": prepared.cached is not None,
+            "finish_reason": finish_reason,
+            "usage": usage.model_dump(),
+            "time": time.time(),
+        }
+        await self.dapr.pubsub.publish(self.pubsub, self.settings.usage_topic, event)
+
+    async def _best_effort(self, steps: dict[str, Awaitable[Any]]) -> None:
+        results = await asyncio.gather(*steps.values(), return_exceptions=True)
+        for name, result in zip(steps, results, strict=True):
+            if isinstance(result, Exception):
+                log.warning("after the answer, %s was not recorded: %r", name, result)
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        """Run ``work`` to its end even though its request is gone; aclose() waits for it."""
+
+        async def run() -> None:
+            await work
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _response(
+        self,
+        prepared: _Prepared,
+        text: str,
+        usage: TokenUsage,
+        model: str,
+        finish_reason: str | None,
+    ) -> ProcessResponse:
+        return ProcessResponse(
+            response=text,
+            tokens=usage.total_tokens,
+            usage=usage,
+            model=model,
+            provider=self.provider.name,
+            cached=prepared.cached is not None,
+            session_id=prepared.session_id,
+            finish_reason=finish_reason,
+        )
+
+
+class AnswerStream:
+    """One streamed answer as server-sent events: ``meta``, ``delta`` (``{"text"}``) ...,
+    then ``usage`` and ``done``, or ``error`` if the provider fails midway."""
+
+    def __init__(self, agent: Agent, prepared: _Prepared, upstream: ChatStream) -> None:
+        self.agent = agent
+        self.prepared = prepared
+        self.upstream = upstream
+
+    async def events(self) -> AsyncGenerator[ServerSentEvent, None]:
+        agent, prepared, upstream = self.agent, self.prepared, self.upstream
+        pieces: list[str] = []
+        outcome = "cancelled"
+        try:
+            yield ServerSentEvent(
+                "meta",
+                {
+                    "model": upstream.model,
+                    "provider": agent.provider.name,
+                    "session_id": prepared.session_id,
+                    "cached": prepared.cached is not None,
+                    "history_trimmed": prepared.history_dropped,
+                },
+            )
+            limit = agent.settings.max_tokens * CHARS_PER_TOKEN_CAP
+            size = 0
+            finish: str | None = None
+            async for piece in upstream:
+                if size + len(piece) > limit:
+                    piece, finish = piece[: limit - size], "length"
+                pieces.append(piece)
+                size += len(piece)
+                yield ServerSentEvent("delta", {"text": piece})
+                if finish is not None:
+                    break
+            text = "".join(pieces)
+            finish = finish or upstream.finish_reason
+            if prepared.cached is not None:
+                usage = TokenUsage()
+            else:
+                usage = upstream.usage or estimate_usage(prepared.chat.messages, text)
+            # The books are written from here on, whatever the client does (shielded); the
+            # stream ends once they are, so a client that reads to the end sees them.
+            outcome = "finishing"
+            recording = self._finish(text, usage, upstream.model, finish)
+            yield ServerSentEvent("usage", usage.model_dump())
+            yield ServerSentEvent(
+                "done",
+                {
+                    "finish_reason": finish,
+                    "tokens": usage.total_tokens,
+                    "session_id": prepared.session_id,
+                },
+            )
+            await asyncio.shield(recording)
+            outcome = "done"
+        except AIError as exc:
+            outcome = "error"
+            yield ServerSentEvent("error", exc.body())
+        finally:
+            with contextlib.suppress(Exception):
+                await upstream.aclose()
+            if outcome in ("cancelled", "error"):
+                if outcome == "cancelled":
+                    log.info("the client left a stream after %d pieces", len(pieces))
+                agent._spawn(agent._charge_incomplete(prepared, "".join(pieces), outcome))
+
+    def _finish(
+        self, text: str, usage: TokenUsage, model: str, finish: str | None
+    ) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(
+            self.agent._finish(self.prepared, text, usage, model, finish)
+        )
+        self.agent._background.add(task)
+        task.add_done_callback(self.agent._background.discard)
+        return task
+
+
+async def _close_stream(stream: ChatStream) -> None:
+    await stream.aclose()
+
+
+class _Replay:
+    """A cached answer, streamed again in pieces the size a model sends."""
+
+    def __init__(self, answer: CachedAnswer) -> None:
+        self._pieces: Iterator[str] = iter(re.findall(r"\S+\s*|\s+", answer.text))
+        self.model = answer.model
+        self.usage: TokenUsage | None = None
+        self.finish_reason: str | None = answer.finish_reason
+
+    def __aiter__(self) -> _Replay:
+        return self
+
+    async def __anext__(self) -> str:
+        piece = next(self._pieces, None)
+        if piece is None:
+            raise StopAsyncIteration
+        return piece
+
+    async def aclose(self) -> None:
+        return None
