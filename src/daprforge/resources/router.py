@@ -1,0 +1,264 @@
+"""The REST routes of a resource, built from its :class:`ResourceSpec`.
+
+``resource_router(spec, get_store)`` gives an APIRouter with::
+
+    POST   /<plural>        201, Location and ETag
+    GET    /<plural>        ?limit=&cursor=&sort=[-]field&<filter>=value -> {items, next_cursor}
+    GET    /<plural>/{id}   ETag; If-None-Match -> 304
+    PUT    /<plural>/{id}   If-Match (required by default: 428 without, 412 when stale)
+    PATCH  /<plural>/{id}   the same, changing only the fields sent
+    DELETE /<plural>/{id}   204; If-Match honoured when sent
+
+The handlers are written once here and given the service's own models through their
+signatures, so the OpenAPI document shows the real request and response schemas.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable
+from enum import Enum
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response, status
+from pydantic import BaseModel, create_model
+
+from daprforge.resources.errors import InvalidListError, NotFoundError
+from daprforge.resources.models import ID_PATTERN
+from daprforge.resources.preconditions import etag_of, if_none_match_hits
+from daprforge.resources.spec import ResourceSpec
+from daprforge.resources.store import ListQuery, ResourceStore, Versioned
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "A bad cursor, sort or filter."},
+    404: {"description": "No such item."},
+    412: {"description": "If-Match names an older version."},
+    413: {"description": "The body is too large."},
+    422: {"description": "The body or a parameter is not valid."},
+    428: {"description": "If-Match is required."},
+}
+_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+
+
+def _signature(function: Callable[..., Any], **annotations: Any) -> None:
+    """Give ``function`` these keyword parameters (name -> annotation), for FastAPI; the
+    optional ones (``X | None``) default to None."""
+    parameters = []
+    for name, annotation in annotations.items():
+        inner = typing.get_args(annotation)[0] if _annotated(annotation) else annotation
+        optional = type(None) in typing.get_args(inner)
+        parameters.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=annotation,
+                default=None if optional else inspect.Parameter.empty,
+            )
+        )
+    function.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+
+
+def _annotated(annotation: Any) -> bool:
+    return typing.get_origin(annotation) is Annotated
+
+
+def _answer(versioned: Versioned[Any], status_code: int = 200, **headers: str) -> Response:
+    # Serialized here, once, by pydantic-core: FastAPI would validate the model again
+    # against response_model first (which stays declared, for the OpenAPI document).
+    return Response(
+        versioned.item.model_dump_json(by_alias=True),
+        status_code=status_code,
+        media_type="application/json",
+        headers={"ETag": etag_of(versioned.revision), **headers},
+    )
+
+
+def resource_router(
+    spec: ResourceSpec[Any],
+    store_dependency: Callable[..., ResourceStore[Any]],
+    *,
+    max_limit: int = 100,
+    default_limit: int = 20,
+    tags: list[str | Enum] | None = None,
+) -> APIRouter:
+    """The routes of ``spec``'s resource under ``/<plural>``; ``store_dependency`` is a
+    FastAPI dependency returning the app's ResourceStore."""
+    plural = spec.plural
+    prefix = "/" + plural.replace("_", "-")
+    router = APIRouter(prefix=prefix, tags=tags or [plural])
+    Store = Annotated[ResourceStore[Any], Depends(store_dependency)]
+    ItemId = Annotated[
+        str, Path(pattern=ID_PATTERN, description="The id the server gave at creation.")
+    ]
+    IfMatch = Annotated[
+        str | None,
+        Header(alias="If-Match", description="The ETag of the version this change is based on."),
+    ]
+    page_model = create_model(
+        f"{spec.model.__name__}Page",
+        items=(list[spec.model], ...),  # type: ignore[name-defined]
+        next_cursor=(str | None, None),
+        __doc__=f"One page of {plural}; pass next_cursor as cursor for the next.",
+    )
+    allowed_params = {"limit", "cursor", "sort", *spec.filters}
+    sorts = ", ".join(spec.sort_fields)
+
+    async def create(body: BaseModel, store: ResourceStore[Any]) -> Response:
+        created = await store.create(body)
+        return _answer(created, 201, Location=f"{prefix}/{created.item.id}")
+
+    _signature(create, body=Annotated[spec.fields, Body()], store=Store)
+
+    async def read(item_id: str, store: ResourceStore[Any], if_none_match: str | None) -> Response:
+        found = await store.get(item_id)
+        if found is None:
+            raise NotFoundError(f"No {spec.name} with id {item_id!r}.")
+        if if_none_match is not None and if_none_match_hits(if_none_match, found.revision):
+            return Response(status_code=304, headers={"ETag": etag_of(found.revision)})
+        return _answer(found)
+
+    _signature(
+        read,
+        item_id=ItemId,
+        store=Store,
+        if_none_match=Annotated[
+            str | None,
+            Header(alias="If-None-Match", description="An ETag you hold: 304 if still current."),
+        ],
+    )
+
+    async def replace(
+        item_id: str, body: BaseModel, store: ResourceStore[Any], if_match: str | None
+    ) -> Response:
+        return _answer(await store.replace(item_id, body, if_match))
+
+    _signature(
+        replace, item_id=ItemId, body=Annotated[spec.fields, Body()], store=Store, if_match=IfMatch
+    )
+
+    async def patch(
+        item_id: str, body: BaseModel, store: ResourceStore[Any], if_match: str | None
+    ) -> Response:
+        changes = body.model_dump(exclude_unset=True)
+        return _answer(await store.patch(item_id, changes, if_match))
+
+    _signature(
+        patch, item_id=ItemId, body=Annotated[spec.patch, Body()], store=Store, if_match=IfMatch
+    )
+
+    async def delete(item_id: str, store: ResourceStore[Any], if_match: str | None) -> Response:
+        await store.delete(item_id, if_match)
+        return Response(status_code=204)
+
+    _signature(delete, item_id=ItemId, store=Store, if_match=IfMatch)
+
+    async def list_items(
+        request: Request,
+        store: ResourceStore[Any],
+        limit: int,
+        cursor: str | None,
+        sort: str | None,
+        **filters: Any,
+    ) -> Any:
+        unknown = sorted(set(request.query_params) - allowed_params)
+        if unknown:
+            names = ", ".join(spec.filters) or "none"
+            raise InvalidListError(
+                f"Unknown query parameter {', '.join(unknown)}: use limit, cursor, sort, "
+                f"or a filter ({names})."
+            )
+        field = (sort or "created_at").removeprefix("-")
+        query = ListQuery(
+            filters={name: value for name, value in filters.items() if value is not None},
+            sort=field,
+            descending=(sort or "").startswith("-"),
+            limit=limit,
+            cursor=cursor,
+        )
+        page = await store.list(query)
+        body = page_model(items=page.items, next_cursor=page.next_cursor)
+        return Response(body.model_dump_json(by_alias=True), media_type="application/json")
+
+    _signature(
+        list_items,
+        request=Request,
+        store=Store,
+        limit=Annotated[
+            int,
+            Query(ge=1, le=max_limit, description="Items per page."),
+        ],
+        cursor=Annotated[
+            str | None,
+            Query(max_length=2048, description="next_cursor of the previous page."),
+        ],
+        sort=Annotated[
+            str | None,
+            Query(max_length=100, description=f"One of {sorts}; prefix - for descending."),
+        ],
+        **{
+            name: Annotated[
+                spec.filter_annotation(name) | None,
+                Query(description=f"Only items whose {name} equals this."),
+            ]
+            for name in spec.filters
+        },
+    )
+    signature = list_items.__signature__  # type: ignore[attr-defined]
+    list_items.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[
+            p.replace(default=default_limit) if p.name == "limit" else p
+            for p in signature.parameters.values()
+        ]
+    )
+
+    item_responses = {code: {**info, **_PROBLEM} for code, info in _ERRORS.items() if code != 400}
+    router.add_api_route(
+        "",
+        create,
+        methods=["POST"],
+        status_code=status.HTTP_201_CREATED,
+        response_model=spec.model,
+        name=f"create_{spec.name}",
+        summary=f"Create a {spec.name}",
+        responses={code: item_responses[code] for code in (413, 422)},
+    )
+    router.add_api_route(
+        "",
+        list_items,
+        methods=["GET"],
+        response_model=page_model,
+        name=f"list_{plural}",
+        summary=f"List {plural}",
+        responses={400: {**_ERRORS[400], **_PROBLEM}, 422: item_responses[422]},
+    )
+    router.add_api_route(
+        "/{item_id}",
+        read,
+        methods=["GET"],
+        response_model=spec.model,
+        name=f"get_{spec.name}",
+        summary=f"Read a {spec.name}",
+        responses={304: {"description": "Not modified."}, 404: item_responses[404]},
+    )
+    for method, endpoint, verb in (("PUT", replace, "Replace"), ("PATCH", patch, "Change")):
+        router.add_api_route(
+            "/{item_id}",
+            endpoint,
+            methods=[method],
+            response_model=spec.model,
+            name=f"{method.lower()}_{spec.name}",
+            summary=f"{verb} a {spec.name}",
+            responses={c: item_responses[c] for c in (404, 412, 413, 422, 428)},
+        )
+    router.add_api_route(
+        "/{item_id}",
+        delete,
+        methods=["DELETE"],
+        status_code=status.HTTP_204_NO_CONTENT,
+        response_class=Response,
+        name=f"delete_{spec.name}",
+        summary=f"Delete a {spec.name}",
+        responses={c: item_responses[c] for c in (404, 412, 422)},
+    )
+    return router

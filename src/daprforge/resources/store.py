@@ -1,0 +1,603 @@
+"""A resource in the Dapr state store: create, read, replace, patch, delete and list, with
+version checks, change events through the outbox, and listing on any transactional store.
+
+Each item is one key, ``<plural>:<id>``, holding an envelope::
+
+    {"kind": "<app id>/<plural>", "rev": "<revision>", "deleted": false, "item": {...}}
+
+``rev`` is the version clients see as the ETag; ``kind`` lets a state query (which sees
+every app's keys) find this resource's items. Writes are compare-and-swap on the state
+store's own ETag, read just before, so a concurrent change is never overwritten: it
+either shows as a 412 (the client's If-Match is stale) or, without If-Match, the change
+is applied again on the fresh copy.
+
+Lists use the store's query API when it has one. Otherwise ids live in index buckets,
+``<plural>-index:NN`` = ``{"ids": [...], "outbox": [pending event ids]}``, changed in the
+same transaction as every write (compare-and-swap on the bucket's ETag), so the index
+never disagrees with the items and a sweep can find unpublished events without a query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Literal
+
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from daprforge.client import ConcurrencyError, DaprClient, DaprError, Delete, Upsert
+from daprforge.resources.cursor import (
+    INVALID,
+    CursorError,
+    decode_cursor,
+    encode_cursor,
+    fingerprint,
+)
+from daprforge.resources.errors import (
+    InvalidListError,
+    NotFoundError,
+    PreconditionFailedError,
+    PreconditionRequiredError,
+)
+from daprforge.resources.models import new_id, new_revision, now
+from daprforge.resources.outbox import EventRelay, OutboxEvent
+from daprforge.resources.preconditions import if_match_allows
+from daprforge.resources.spec import M, ResourceOptions, ResourceSpec
+
+log = logging.getLogger("daprforge.resources")
+
+# Attempts of a compare-and-swap that lost to a concurrent write (each re-reads first).
+WRITE_ATTEMPTS = 20
+# Keys per bulk read when listing from the index.
+BULK_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Versioned(Generic[M]):
+    item: M
+    revision: str
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[M]):
+    items: list[M]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """A validated list request: ``filters`` map field names to values of their type."""
+
+    filters: Mapping[str, Any]
+    sort: str = "created_at"
+    descending: bool = False
+    limit: int = 20
+    cursor: str | None = None
+
+    def fingerprint(self, adapters: Mapping[str, TypeAdapter[Any]]) -> str:
+        return fingerprint(
+            {
+                "f": {k: adapters[k].dump_python(v, mode="json") for k, v in self.filters.items()},
+                "s": [self.sort, self.descending],
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _BucketChange:
+    """What a write changes in an index bucket: an id added or removed, and the id of
+    its event, listed there until published (so a sweep can find its outbox record)."""
+
+    number: int
+    add: str | None = None
+    remove: str | None = None
+    event: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Current:
+    envelope: dict[str, Any]
+    etag: str | None
+
+    @property
+    def revision(self) -> str:
+        return str(self.envelope["rev"])
+
+    @property
+    def deleted(self) -> bool:
+        return bool(self.envelope.get("deleted"))
+
+
+def _conflict(exc: DaprError) -> bool:
+    # PostgreSQL reports a lost first-write inside a transaction as a plain store error.
+    return isinstance(exc, ConcurrencyError) or "no item was updated" in exc.message
+
+
+async def _backoff(attempt: int) -> None:
+    # Jitter spreads writers that lost the same race, so one of them wins the next round.
+    await asyncio.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
+
+
+class ResourceStore(Generic[M]):
+    def __init__(self, dapr: DaprClient, spec: ResourceSpec[M], options: ResourceOptions) -> None:
+        self.dapr = dapr
+        self.spec = spec
+        self.options = options
+        self.kind = f"{options.app_id}/{spec.plural}"
+        self._listing: Literal["query", "index"] | None = (
+            None if options.listing == "auto" else options.listing
+        )
+        self._listing_lock = asyncio.Lock()
+        self._filter_adapters = {
+            name: TypeAdapter(spec.filter_annotation(name)) for name in spec.filters
+        }
+        self._probe: asyncio.Task[None] | None = None
+        self.relay: EventRelay | None = None
+        if options.topic:
+            self.relay = EventRelay(
+                dapr,
+                state_store=options.state_store,
+                pubsub=options.pubsub,
+                topic=options.topic,
+                source=options.app_id,
+                marker=self.kind,
+            )
+
+    # --- keys -----------------------------------------------------------------------------
+
+    def item_key(self, item_id: str) -> str:
+        return f"{self.spec.plural}:{item_id}"
+
+    def bucket_key(self, bucket: int) -> str:
+        return f"{self.spec.plural}-index:{bucket:02d}"
+
+    def bucket_of(self, item_id: str) -> int:
+        # The id's last digits are random, so items spread evenly over the buckets.
+        return int(item_id[-4:], 16) % self.options.index_buckets
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the event relay (call from the app's lifespan). With ``listing="auto"``
+        the store's capabilities are asked in the background, so that the outbox sweep
+        starts even before the first request (the sidecar may still be starting)."""
+        if self.relay is None:
+            return
+        self.relay.start()
+        if self._listing is not None:
+            self._start_sweep(self._listing)
+        else:
+            self._probe = asyncio.create_task(self._probe_listing(), name="daprforge-listing")
+
+    async def _probe_listing(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await self.listing()
+                return
+            except Exception as exc:  # the sidecar is not up yet: ask again later
+                log.debug("cannot ask the sidecar for the store's capabilities yet: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(5.0, delay * 2)
+
+    async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
+        if self.relay is not None:
+            await self.relay.close()
+
+    async def listing(self) -> Literal["query", "index"]:
+        """How this store lists: asked of the sidecar once (its component capabilities)."""
+        if self._listing is None:
+            async with self._listing_lock:
+                if self._listing is None:
+                    meta = await self.dapr.metadata()
+                    component = meta.component(self.options.state_store)
+                    capabilities = set(component.capabilities) if component else set()
+                    self._listing = "query" if "QUERY_API" in capabilities else "index"
+                    log.info("listing %s with the %s strategy", self.spec.plural, self._listing)
+                    self._start_sweep(self._listing)
+        return self._listing
+
+    def _start_sweep(self, listing: Literal["query", "index"]) -> None:
+        """Look for events a stopped process left: by query, or through the index."""
+        if self.relay is not None:
+            if listing == "index":
+                self.relay.finder = self._index_records
+            self.relay.start(sweep=True)
+
+    # --- reads ----------------------------------------------------------------------------
+
+    async def _read(self, item_id: str) -> _Current | None:
+        found = await self.dapr.state.get(self.options.state_store, self.item_key(item_id))
+        if found is None or not isinstance(found.value, dict) or "item" not in found.value:
+            return None
+        return _Current(found.value, found.etag)
+
+    def _model(self, envelope: Mapping[str, Any]) -> M:
+        return self.spec.model.model_validate(envelope["item"])
+
+    async def get(self, item_id: str) -> Versioned[M] | None:
+        current = await self._read(item_id)
+        if current is None or current.deleted:
+            return None
+        return Versioned(self._model(current.envelope), current.revision)
+
+    # --- writes ---------------------------------------------------------------------------
+
+    def _envelope(self, item: M, revision: str, *, deleted: bool = False) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "rev": revision,
+            "deleted": deleted,
+            "item": item.model_dump(mode="json", by_alias=True),
+        }
+
+    def _event(self, change: str, item_id: str, changed: dict[str, Any]) -> OutboxEvent:
+        event_id = new_id()
+        return OutboxEvent(
+            id=event_id,
+            type=f"{self.spec.name}.{change}",
+            subject=item_id,
+            data={"id": item_id, "changed": changed},
+            key=f"{self.spec.plural}-outbox:{event_id}",
+        )
+
+    def _outbox(self, event: OutboxEvent) -> list[Upsert]:
+        if self.relay is None:
+            return []
+        return [Upsert(event.key, event.record(self.kind))]
+
+    def _announce(self, event: OutboxEvent) -> None:
+        if self.relay is not None:
+            self.relay.submit([event])
+
+    def _bucket(
+        self,
+        item_id: str,
+        event: OutboxEvent,
+        indexed: bool,
+        *,
+        add: bool = False,
+        remove: bool = False,
+    ) -> _BucketChange | None:
+        if not indexed:
+            return None
+        event_id = event.id if self.relay is not None else None
+        if not (add or remove or event_id):
+            return None
+        return _BucketChange(
+            self.bucket_of(item_id),
+            add=item_id if add else None,
+            remove=item_id if remove else None,
+            event=event_id,
+        )
+
+    async def _commit(
+        self, operations: Sequence[Upsert | Delete], bucket: _BucketChange | None
+    ) -> bool:
+        """Run ``operations`` in one transaction, with ``bucket`` changing that index
+        bucket too (compare-and-swap). False when a compare-and-swap lost."""
+        ops = list(operations)
+        if bucket is not None:
+            key = self.bucket_key(bucket.number)
+            found = await self.dapr.state.get(self.options.state_store, key)
+            doc = found.value if found is not None and isinstance(found.value, dict) else {}
+            ids = [i for i in doc.get("ids", []) if i != bucket.remove]
+            if bucket.add:
+                ids.append(bucket.add)
+            done = self.relay.forgotten if self.relay is not None else {}
+            pending = [e for e in doc.get("outbox", []) if e not in done]
+            if bucket.event:
+                pending.append(bucket.event)
+            value = {"ids": ids, "outbox": pending}
+            if found is not None and found.etag:
+                ops.append(Upsert(key, value, etag=found.etag))
+            else:
+                ops.append(Upsert(key, value, concurrency="first-write"))
+        try:
+            if len(ops) == 1 and isinstance(ops[0], Upsert):
+                op = ops[0]
+                await self.dapr.state.save(self.options.state_store, op.key, op.value, etag=op.etag)
+            else:
+                await self.dapr.state.transaction(self.options.state_store, ops)
+        except DaprError as exc:
+            if _conflict(exc):
+                return False
+            raise
+        return True
+
+    async def _index_records(self) -> list[OutboxEvent]:
+        """The outbox records the index buckets list (stores without the query API);
+        references to records already published are pruned on the way."""
+        store = self.options.state_store
+        keys = [self.bucket_key(n) for n in range(self.options.index_buckets)]
+        buckets = await self.dapr.state.get_bulk(store, keys)
+        listed = {
+            event_id: key
+            for key, found in buckets.items()
+            if found is not None and isinstance(found.value, dict)
+            for event_id in found.value.get("outbox", [])
+        }
+        record_keys = [f"{self.spec.plural}-outbox:{event_id}" for event_id in listed]
+        events: list[OutboxEvent] = []
+        for start in range(0, len(record_keys), BULK_CHUNK):
+            chunk = await self.dapr.state.get_bulk(store, record_keys[start : start + BULK_CHUNK])
+            for key, found in chunk.items():
+                event = OutboxEvent.from_record(key, found.value) if found else None
+                if event is not None:
+                    events.append(event)
+        present = {event.id for event in events}
+        for key, found in buckets.items():
+            if found is None or not isinstance(found.value, dict) or not found.etag:
+                continue
+            pending = found.value.get("outbox", [])
+            kept = [e for e in pending if e in present]
+            if len(kept) < len(pending):
+                with contextlib.suppress(ConcurrencyError):  # a writer got there first
+                    await self.dapr.state.save(
+                        store, key, {**found.value, "outbox": kept}, etag=found.etag
+                    )
+        return events
+
+    async def create(self, fields: BaseModel) -> Versioned[M]:
+        moment = now()
+        item = self.spec.model.model_validate(
+            {**fields.model_dump(), "id": new_id(), "created_at": moment, "updated_at": moment}
+        )
+        revision = new_revision()
+        event = self._event("created", item.id, item.model_dump(mode="json", by_alias=True))
+        operations = [Upsert(self.item_key(item.id), self._envelope(item, revision))]
+        operations += self._outbox(event)
+        bucket = self._bucket(item.id, event, await self.listing() == "index", add=True)
+        for attempt in range(WRITE_ATTEMPTS):
+            if await self._commit(operations, bucket):
+                self._announce(event)
+                return Versioned(item, revision)
+            await _backoff(attempt)
+        raise ConcurrencyError(409, "ERR_STATE_TRANSACTION", "the index kept changing")
+
+    def _precondition(self, current: _Current, if_match: str | None, *, required: bool) -> None:
+        if if_match is None:
+            if required:
+                raise PreconditionRequiredError(
+                    "Send If-Match with the ETag of the version you changed (GET it first)."
+                )
+            return
+        if not if_match_allows(if_match, current.revision):
+            raise PreconditionFailedError(
+                "The resource changed since that ETag: GET it again, reapply your change "
+                "and send the new ETag.",
+                headers={"ETag": f'"{current.revision}"'},
+            )
+
+    async def _current(self, item_id: str) -> _Current:
+        current = await self._read(item_id)
+        if current is None or current.deleted:
+            raise NotFoundError(f"No {self.spec.name} with id {item_id!r}.")
+        return current
+
+    async def replace(self, item_id: str, fields: BaseModel, if_match: str | None) -> Versioned[M]:
+        return await self._update(item_id, fields.model_dump(), if_match)
+
+    async def patch(
+        self, item_id: str, changes: Mapping[str, Any], if_match: str | None
+    ) -> Versioned[M]:
+        """``changes``: the fields sent (``model_dump(exclude_unset=True)`` of the patch)."""
+        return await self._update(item_id, changes, if_match)
+
+    async def _update(
+        self, item_id: str, changes: Mapping[str, Any], if_match: str | None
+    ) -> Versioned[M]:
+        required = self.options.require_if_match
+        for attempt in range(WRITE_ATTEMPTS):
+            current = await self._current(item_id)
+            self._precondition(current, if_match, required=required)
+            old = self._model(current.envelope)
+            writable = set(self.spec.fields.model_fields)
+            merged = {**old.model_dump(include=writable), **changes}
+            try:
+                fields = self.spec.fields.model_validate(merged)
+            except ValidationError as exc:
+                raise RequestValidationError(
+                    [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+                ) from None
+            before = old.model_dump(mode="json", by_alias=True)
+            candidate = self.spec.model.model_validate(
+                {
+                    **fields.model_dump(),
+                    "id": old.id,
+                    "created_at": old.created_at,
+                    "updated_at": old.updated_at,
+                }
+            )
+            after = candidate.model_dump(mode="json", by_alias=True)
+            changed = {k: v for k, v in after.items() if before.get(k) != v}
+            if not changed:  # nothing to write: the same version stays current
+                return Versioned(old, current.revision)
+            item = candidate.model_copy(update={"updated_at": now()})
+            changed["updated_at"] = item.model_dump(mode="json")["updated_at"]
+            revision = new_revision()
+            event = self._event("updated", item_id, changed)
+            operations = [
+                Upsert(self.item_key(item_id), self._envelope(item, revision), etag=current.etag),
+                *self._outbox(event),
+            ]
+            bucket = self._bucket(item_id, event, await self.listing() == "index")
+            if await self._commit(operations, bucket):
+                self._announce(event)
+                return Versioned(item, revision)
+            # Lost to a concurrent write: re-read; a stale If-Match is then a 412.
+            await _backoff(attempt)
+        raise ConcurrencyError(409, "ERR_STATE_SAVE", f"{item_id} kept changing")
+
+    async def delete(self, item_id: str, if_match: str | None) -> None:
+        for attempt in range(WRITE_ATTEMPTS):
+            current = await self._current(item_id)
+            self._precondition(current, if_match, required=False)
+            event = self._event("deleted", item_id, {})
+            key = self.item_key(item_id)
+            indexed = await self.listing() == "index"
+            operation: Upsert | Delete
+            if self.options.soft_delete:
+                envelope = {**current.envelope, "deleted": True, "deleted_at": now().isoformat()}
+                operation = Upsert(key, envelope, etag=current.etag)
+                bucket = self._bucket(item_id, event, indexed)
+            else:
+                operation = Delete(key, etag=current.etag)
+                bucket = self._bucket(item_id, event, indexed, remove=True)
+            if await self._commit([operation, *self._outbox(event)], bucket):
+                self._announce(event)
+                return
+            await _backoff(attempt)
+        raise ConcurrencyError(409, "ERR_STATE_TRANSACTION", f"{item_id} kept changing")
+
+    # --- listing --------------------------------------------------------------------------
+
+    def filter_value(self, name: str, raw: str) -> Any:
+        """A query-string value as the field's type; InvalidListError if it is not one."""
+        try:
+            return self._filter_adapters[name].validate_strings(raw)
+        except ValidationError:
+            raise InvalidListError(
+                f"Filter {name}={raw!r} is not a valid value for {name}."
+            ) from None
+
+    async def list(self, query: ListQuery) -> Page[M]:
+        if query.sort not in self.spec.sort_fields:
+            raise InvalidListError(
+                f"Cannot sort by {query.sort!r}; sort by one of "
+                f"{', '.join(self.spec.sort_fields)} (prefix - for descending)."
+            )
+        unknown = set(query.filters) - set(self.spec.filters)
+        if unknown:
+            raise InvalidListError(f"Cannot filter by {', '.join(sorted(unknown))}.")
+        if await self.listing() == "query":
+            return await self._list_by_query(query)
+        return await self._list_by_index(query)
+
+    def _position(self, query: ListQuery, fingerprint_: str) -> Any:
+        if query.cursor is None:
+            return None
+        try:
+            return decode_cursor(query.cursor, fingerprint_)
+        except CursorError as exc:
+            raise InvalidListError(str(exc)) from None
+
+    def _text(self, name: str, value: Any) -> str:
+        # The query API compares JSON values as text (PostgreSQL: value->>'field').
+        dumped = self._filter_adapters[name].dump_python(value, mode="json")
+        return dumped if isinstance(dumped, str) else json.dumps(dumped)
+
+    async def _list_by_query(self, query: ListQuery) -> Page[M]:
+        print_ = query.fingerprint(self._filter_adapters)
+        position = self._position(query, print_)
+        if position is not None and not (
+            isinstance(position, dict) and isinstance(position.get("t"), str)
+        ):
+            raise InvalidListError(INVALID)
+        conditions: list[dict[str, Any]] = [
+            {"EQ": {"kind": self.kind}},
+            {"EQ": {"deleted": "false"}},
+        ]
+        conditions += [
+            {"EQ": {f"item.{name}": self._text(name, value)}}
+            for name, value in sorted(query.filters.items())
+        ]
+        order = "DESC" if query.descending else "ASC"
+        page: dict[str, Any] = {"limit": query.limit}
+        if position is not None:
+            page["token"] = position["t"]
+        document = {
+            "filter": {"AND": conditions},
+            "sort": [
+                {"key": f"item.{query.sort}", "order": order},
+                {"key": "item.id", "order": order},
+            ],
+            "page": page,
+        }
+        try:
+            result = await self.dapr.state.query(self.options.state_store, document)
+        except DaprError as exc:
+            if position is not None and exc.error_code == "ERR_STATE_QUERY":
+                raise InvalidListError(INVALID) from None
+            raise
+        items = [self._model(entry.value) for entry in result.items]
+        more = result.token is not None and len(items) == query.limit
+        next_cursor = encode_cursor({"t": result.token}, print_) if more else None
+        return Page(items, next_cursor)
+
+    async def _list_by_index(self, query: ListQuery) -> Page[M]:
+        print_ = query.fingerprint(self._filter_adapters)
+        position = self._position(query, print_)
+        if position is not None and not (
+            isinstance(position, dict) and isinstance(position.get("id"), str) and "k" in position
+        ):
+            raise InvalidListError(INVALID)
+        store = self.options.state_store
+        buckets = await self.dapr.state.get_bulk(
+            store, [self.bucket_key(n) for n in range(self.options.index_buckets)]
+        )
+        ids = sorted(
+            {
+                item_id
+                for found in buckets.values()
+                if found is not None and isinstance(found.value, dict)
+                for item_id in found.value.get("ids", [])
+            }
+        )
+        keys = [self.item_key(item_id) for item_id in ids]
+        chunks = await asyncio.gather(
+            *(
+                self.dapr.state.get_bulk(store, keys[start : start + BULK_CHUNK])
+                for start in range(0, len(keys), BULK_CHUNK)
+            )
+        )
+        rows: list[tuple[tuple[Any, ...], M]] = []
+        for chunk in chunks:
+            for found in chunk.values():
+                if found is None or not isinstance(found.value, dict) or found.value.get("deleted"):
+                    continue
+                item = self._model(found.value)
+                if all(getattr(item, k) == v for k, v in query.filters.items()):
+                    rows.append((self._sort_key(item, query.sort), item))
+        rows.sort(key=lambda row: row[0], reverse=query.descending)
+        start = 0
+        if position is not None:
+            after = _sort_tuple(position["k"], position["id"])
+            start = next(
+                (
+                    i
+                    for i, (key, _) in enumerate(rows)
+                    if (key < after if query.descending else key > after)
+                ),
+                len(rows),
+            )
+        selected = rows[start : start + query.limit]
+        next_cursor = None
+        if start + query.limit < len(rows) and selected:
+            last = selected[-1][1]
+            value = last.model_dump(mode="json", include={query.sort})[query.sort]
+            next_cursor = encode_cursor({"k": value, "id": last.id}, print_)
+        return Page([item for _, item in selected], next_cursor)
+
+    def _sort_key(self, item: M, sort: str) -> tuple[Any, ...]:
+        value = item.model_dump(mode="json", include={sort})[sort]
+        return _sort_tuple(value, item.id)
+
+
+def _sort_tuple(value: Any, item_id: str) -> tuple[Any, ...]:
+    # None sorts first; values of one field share a type, so they compare among themselves.
+    if value is None:
+        return (0, "", item_id)
+    if isinstance(value, bool | int | float):
+        return (1, float(value), item_id)
+    return (2, str(value), item_id)
