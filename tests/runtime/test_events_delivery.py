@@ -4,6 +4,7 @@ its pub/sub component (in-memory; Redis Streams where marked)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -14,8 +15,15 @@ import pytest
 from fastapi import FastAPI
 
 from daprforge.client import BulkMessage, CloudEvent, TraceContext, current_trace, use_trace
-from daprforge.events import Drop, EventRouter, Idempotency, Retry
-from daprforge.testing import SidecarFactory, component, pubsub_retry_policy
+from daprforge.events import Drop, EventRouter, Idempotency, Retry, UnitOfWork
+from daprforge.launch import free_port
+from daprforge.testing import (
+    SidecarFactory,
+    component,
+    in_memory_components,
+    pubsub_retry_policy,
+    serve_app,
+)
 from tests.conftest import service_address
 
 from .apps import Order, eventually, running, service
@@ -353,3 +361,137 @@ async def test_unauthenticated_subscribe_gets_no_subscriptions(
 
     async with running(dapr_sidecar_factory, build) as (sidecar, _), sidecar.client() as dapr:
         assert (await dapr.metadata()).subscriptions == []
+
+
+# --- exactly once with a UnitOfWork ----------------------------------------------------------
+
+
+def lose_first_answers(app: FastAPI, every: int) -> Any:
+    """The app, except that the answer to the first delivery of every ``every``-th event
+    is replaced by a 500 after the app handled it (an answer lost on the way: injected,
+    since a real network loss cannot be made on demand)."""
+    seen: set[bytes] = set()
+
+    async def lossy(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/events/"):
+            await app(scope, receive, send)
+            return
+        chunks = [await receive()]
+        while chunks[-1].get("more_body"):
+            chunks.append(await receive())
+        body = b"".join(chunk.get("body", b"") for chunk in chunks)
+        message = {"type": "http.request", "body": body, "more_body": False}
+
+        async def replay() -> dict[str, Any]:
+            return message
+
+        event_id = json.loads(body).get("id", "").encode()
+        number = int(event_id.rsplit(b"-", 1)[-1] or 0)
+        if number % every or event_id in seen:
+            await app(scope, replay, send)
+            return
+        seen.add(event_id)
+
+        async def swallow(_: dict[str, Any]) -> None:
+            pass
+
+        await app(scope, replay, swallow)
+        await send({"type": "http.response.start", "status": 500, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    return lossy
+
+
+async def test_unit_of_work_changes_state_exactly_once(
+    dapr_sidecar_factory: SidecarFactory,
+) -> None:
+    """Four topics deliver at once (the in-memory broker serializes per subscription only),
+    every handler increments the same key, each event is published twice, and some answers
+    are lost after the commit: the key counts each event exactly once."""
+    topics = [f"count-{n}" for n in range(4)]
+
+    def build(url: str) -> FastAPI:
+        events = EventRouter(idempotency=Idempotency("statestore"))
+
+        async def count(event: CloudEvent[dict[str, Any]], unit: UnitOfWork) -> None:
+            total = await unit.get("total", type=int)
+            unit.put("total", (total or 0) + 1)
+
+        for topic in topics:
+            events.subscribe("pubsub", topic)(count)
+        return service(url, events)
+
+    resources = [
+        *in_memory_components(),
+        pubsub_retry_policy("pubsub", max_retries=20, interval="10ms"),
+    ]
+    sidecar_port, app_port = free_port(), free_port()
+    app = build(f"http://127.0.0.1:{sidecar_port}")
+    sidecar = await dapr_sidecar_factory(port=sidecar_port, app_port=app_port, resources=resources)
+    async with serve_app(lose_first_answers(app, 5), port=app_port), sidecar.client() as dapr:
+        await sidecar.wait_for_app()
+
+        async def publish(topic: str) -> None:
+            for n in range(25):
+                event = CloudEvent[dict[str, Any]](id=f"{topic}-{n}", source="t", type="t", data={})
+                await dapr.pubsub.publish("pubsub", topic, event)
+                await dapr.pubsub.publish("pubsub", topic, event)
+
+        await asyncio.gather(*(publish(topic) for topic in topics))
+
+        async def counted() -> bool:
+            item = await dapr.state.get("statestore", "total")
+            return item is not None and item.value == 100
+
+        await eventually(counted, within=30)
+        await asyncio.sleep(0.3)  # nothing more should arrive
+        assert (await dapr.state.get("statestore", "total")).value == 100  # type: ignore[union-attr]
+    registry = app.state.metrics.registry
+    labels = {"pubsub": "pubsub", "topic": "count-0"}
+    assert registry.get_sample_value("events_processed_total", labels) == 25
+    assert registry.get_sample_value("events_duplicates_total", labels) >= 25
+
+
+async def test_unit_of_work_publishes_derived_events_after_the_commit(
+    dapr_sidecar_factory: SidecarFactory,
+) -> None:
+    derived: list[CloudEvent[dict[str, Any]]] = []
+
+    def build(url: str) -> FastAPI:
+        events = EventRouter(idempotency=Idempotency("statestore"))
+
+        @events.subscribe("pubsub", "orders")
+        async def on_order(event: CloudEvent[Order], unit: UnitOfWork) -> None:
+            assert event.data is not None
+            unit.put(f"order:{event.data.order_id}", event.data)
+            unit.publish("pubsub", "shipments", {"order": event.data.order_id}, type="ship")
+
+        @events.subscribe("pubsub", "shipments", idempotent=False)
+        async def on_shipment(event: CloudEvent[dict[str, Any]]) -> None:
+            derived.append(event)
+
+        return service(url, events)
+
+    async with running(dapr_sidecar_factory, build) as (sidecar, _), sidecar.client() as dapr:
+        order = CloudEvent[Order](
+            id="o-1", source="t", type="t", data=Order(order_id="1", quantity=2)
+        )
+        await dapr.pubsub.publish("pubsub", "orders", order)
+        await dapr.pubsub.publish("pubsub", "orders", order)  # a duplicate: nothing new
+        await eventually(lambda: bool(derived))
+        await asyncio.sleep(0.3)
+        stored = await dapr.state.get("statestore", "order:1", type=Order)
+        marker = await dapr.state.get("statestore", "processed-event:pubsub:orders:o-1")
+    assert [(e.id, e.type, e.data) for e in derived] == [("o-1:1", "ship", {"order": "1"})]
+    assert stored is not None
+    assert stored.value == Order(order_id="1", quantity=2)
+    assert marker is not None
+    assert marker.value == {"status": "done"}  # the outbox was cleared once published
+
+
+def test_a_unit_of_work_needs_an_idempotency_store() -> None:
+    events = EventRouter()
+    with pytest.raises(ValueError, match="Idempotency"):
+
+        @events.subscribe("pubsub", "orders")
+        async def on_order(order: Order, unit: UnitOfWork) -> None: ...

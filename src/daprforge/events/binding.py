@@ -7,7 +7,8 @@ The first parameter receives the event, according to its annotation:
 - any other type (a Pydantic model, ``dict``, ``list[int]`` ...): just ``data``, validated.
 
 Further parameters are FastAPI dependencies (``Annotated[X, Depends(...)]``, ``Request``),
-resolved per delivery exactly as for a route.
+resolved per delivery exactly as for a route, except one annotated ``UnitOfWork``: the
+router passes a fresh unit of work to it on every run (see :mod:`daprforge.events.unit`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pydantic import ValidationError
 
 from daprforge.client.cloudevents import CloudEvent
 from daprforge.client.codec import encode_json, type_adapter
+from daprforge.events.unit import UnitOfWork
 
 Handler = Callable[..., Awaitable[Any]]
 
@@ -41,6 +43,8 @@ class HandlerBinding:
     handler: Handler
     annotation: Any
     dependencies: tuple[inspect.Parameter, ...]
+    unit: str | None = None
+    """The name of the parameter that takes a UnitOfWork, if any."""
 
     @classmethod
     def of(cls, handler: Handler) -> HandlerBinding:
@@ -63,13 +67,19 @@ class HandlerBinding:
                 f"cannot resolve the annotations of event handler {handler.__qualname__} "
                 f"({exc}): define the types it uses at module level"
             ) from None
+        units = [p.name for p in parameters[1:] if hints.get(p.name) is UnitOfWork]
+        if len(units) > 1:
+            raise TypeError(f"event handler {handler.__qualname__} takes more than one UnitOfWork")
         dependencies = tuple(
             p.replace(
                 kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints.get(p.name, p.annotation)
             )
             for p in parameters[1:]
+            if p.name not in units
         )
-        return cls(handler, hints.get(parameters[0].name, Any), dependencies)
+        return cls(
+            handler, hints.get(parameters[0].name, Any), dependencies, units[0] if units else None
+        )
 
     @property
     def type_name(self) -> str:

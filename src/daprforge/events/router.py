@@ -16,9 +16,11 @@ dropped, with a log line, since sending it again cannot make it valid.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import logging
+import random
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,10 +31,12 @@ from pydantic import ValidationError
 from starlette.responses import JSONResponse
 from starlette.routing import Match, Router
 
-from daprforge.client import DaprError
+from daprforge.client import CloudEvent, ConcurrencyError, DaprClient, DaprError
 from daprforge.events.binding import Handler, HandlerBinding, PayloadError
 from daprforge.events.idempotency import Claim, Idempotency
+from daprforge.events.metrics import EventMetrics, event_metrics
 from daprforge.events.outcomes import Drop, Outcome, Retry
+from daprforge.events.unit import AlreadyProcessedError, UnitOfWork
 from daprforge.service.dependencies import get_dapr
 from daprforge.service.security import DaprTokenVerifier
 
@@ -76,7 +80,8 @@ class EventRouter(APIRouter):
     ``idempotency``: skip events already processed (see :class:`Idempotency`).
     ``app_token``: the ``dapr-api-token`` every call from the sidecar must carry; by
     default ``$APP_API_TOKEN``, checked only when set. ``path_prefix``: where the delivery
-    routes live."""
+    routes live. ``conflict_retries``: how often a handler with a UnitOfWork runs again
+    after its commit met a concurrent change, before the event is answered RETRY."""
 
     def __init__(
         self,
@@ -84,9 +89,11 @@ class EventRouter(APIRouter):
         idempotency: Idempotency | None = None,
         app_token: str | None = None,
         path_prefix: str = "/events",
+        conflict_retries: int = 10,
     ) -> None:
         super().__init__(dependencies=[Depends(DaprTokenVerifier(app_token))])
         self.idempotency = idempotency
+        self.conflict_retries = conflict_retries
         self.path_prefix = "/" + path_prefix.strip("/")
         self.subscriptions: dict[tuple[str, str], Subscription] = {}
         self.add_api_route(
@@ -121,6 +128,7 @@ class EventRouter(APIRouter):
         match: str | None = None,
         dead_letter_topic: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        idempotent: bool = True,
     ) -> Callable[[H], H]:
         """Register the decorated ``async def`` for events on ``pubsub``/``topic``.
 
@@ -128,10 +136,18 @@ class EventRouter(APIRouter):
         the handler gets only the events it matches, rules being tried in registration
         order, and a handler without ``match`` gets the rest. ``dead_letter_topic``: where
         the sidecar sends events that were dropped or ran out of retries. ``metadata``:
-        subscription metadata for the sidecar (e.g. ``{"rawPayload": "true"}``)."""
+        subscription metadata for the sidecar (e.g. ``{"rawPayload": "true"}``).
+        ``idempotent=False``: this handler does not use the router's idempotency markers
+        (for handlers idempotent by themselves, such as a dead-letter store keyed by event
+        id, where an event may legitimately come back after a replay)."""
 
         def register(handler: H) -> H:
             binding = HandlerBinding.of(handler)
+            if binding.unit is not None and self.idempotency is None:
+                raise ValueError(
+                    f"event handler {handler.__qualname__} takes a UnitOfWork: give the "
+                    "EventRouter an Idempotency(store), the store the unit commits to"
+                )
             subscription = self._subscription(pubsub, topic, dead_letter_topic, metadata)
             path = self._path(pubsub, topic, handler.__name__ if match else None)
             if match:
@@ -145,7 +161,7 @@ class EventRouter(APIRouter):
                 subscription.default = path
             self.add_api_route(
                 path,
-                self._endpoint(subscription, binding),
+                self._endpoint(subscription, binding, idempotent),
                 methods=["POST"],
                 include_in_schema=False,
                 name=f"event:{pubsub}/{topic}:{handler.__name__}",
@@ -191,9 +207,16 @@ class EventRouter(APIRouter):
             counter += 1
         return path
 
-    def _endpoint(self, subscription: Subscription, binding: HandlerBinding) -> Handler:
+    def _endpoint(
+        self, subscription: Subscription, binding: HandlerBinding, idempotent: bool
+    ) -> Handler:
         async def deliver(_event_request: Request, **dependencies: Any) -> JSONResponse:
-            outcome = await self._deliver(_event_request, subscription, binding, dependencies)
+            outcome, duplicate = await self._deliver(
+                _event_request, subscription, binding, dependencies, idempotent
+            )
+            metrics = event_metrics(_event_request.app.state)
+            if metrics is not None:
+                self._count(metrics, _event_request, subscription, outcome, duplicate)
             return JSONResponse({"status": outcome.value})
 
         # FastAPI reads the signature: the request, plus the handler's own dependencies.
@@ -205,22 +228,47 @@ class EventRouter(APIRouter):
         )
         return deliver
 
+    def _count(
+        self,
+        metrics: EventMetrics,
+        request: Request,
+        subscription: Subscription,
+        outcome: Outcome,
+        duplicate: bool,
+    ) -> None:
+        metrics.count(outcome, subscription.pubsub, subscription.topic, duplicate=duplicate)
+        if outcome is Outcome.SUCCESS and not duplicate and self._is_dead_letter(subscription):
+            # A dead letter's envelope still names the topic it failed on.
+            failed_on = request.state.event_topic or subscription.topic
+            metrics.dead_lettered.labels(subscription.pubsub, failed_on).inc()
+
+    def _is_dead_letter(self, subscription: Subscription) -> bool:
+        return any(
+            other.pubsub == subscription.pubsub and other.dead_letter_topic == subscription.topic
+            for other in self.subscriptions.values()
+        )
+
     async def _deliver(
         self,
         request: Request,
         subscription: Subscription,
         binding: HandlerBinding,
         dependencies: dict[str, Any],
-    ) -> Outcome:
+        idempotent: bool,
+    ) -> tuple[Outcome, bool]:
+        """The answer for the sidecar, and whether the event was a duplicate."""
         where = f"{subscription.pubsub}/{subscription.topic}"
+        request.state.event_topic = None
         try:
             raw = json.loads(await request.body())
             if not isinstance(raw, dict):
                 raise ValueError("not a JSON object")
         except ValueError as exc:
             log.warning("dropping a delivery on %s: not a CloudEvent (%s)", where, exc)
-            return Outcome.DROP
+            return Outcome.DROP, False
         event_id = raw.get("id") if isinstance(raw.get("id"), str) else None
+        if isinstance(raw.get("topic"), str):
+            request.state.event_topic = raw["topic"]
         context = {"event_id": event_id, "pubsub": subscription.pubsub, "topic": subscription.topic}
         try:
             argument = binding.argument(raw)
@@ -233,28 +281,153 @@ class EventRouter(APIRouter):
                 _summary(exc),
                 extra=context,
             )
-            return Outcome.DROP
+            return Outcome.DROP, False
+
+        idempotency = self.idempotency if idempotent else None
+        if binding.unit is not None:
+            assert self.idempotency is not None  # checked when the handler was registered
+            marker = None
+            if idempotency is not None and event_id:
+                marker = idempotency.key(subscription.pubsub, subscription.topic, event_id)
+            return await self._deliver_unit(
+                request, binding, argument, dependencies, marker, where, context
+            )
 
         claimed_key: str | None = None
-        if self.idempotency is not None and event_id:
-            key = self.idempotency.key(subscription.pubsub, subscription.topic, event_id)
+        if idempotency is not None and event_id:
+            key = idempotency.key(subscription.pubsub, subscription.topic, event_id)
             try:
-                claim = await self.idempotency.claim(get_dapr(request), key)
+                claim = await idempotency.claim(get_dapr(request), key)
             except DaprError as exc:
                 log.warning("cannot check event %s for duplicates (%s): retry", event_id, exc)
-                return Outcome.RETRY
+                return Outcome.RETRY, False
             if claim is Claim.DONE:
                 log.info("event %s on %s was processed already", event_id, where, extra=context)
-                return Outcome.SUCCESS
+                return Outcome.SUCCESS, True
             if claim is Claim.BUSY:
                 log.info("event %s on %s is being processed: retry", event_id, where, extra=context)
-                return Outcome.RETRY
+                return Outcome.RETRY, False
             claimed_key = key
 
         outcome = await self._run(binding, argument, dependencies, where, context)
         if claimed_key is not None:
             await self._settle(request, claimed_key, outcome)
-        return outcome
+        return outcome, False
+
+    async def _deliver_unit(
+        self,
+        request: Request,
+        binding: HandlerBinding,
+        argument: Any,
+        dependencies: dict[str, Any],
+        marker: str | None,
+        where: str,
+        context: dict[str, Any],
+    ) -> tuple[Outcome, bool]:
+        """Run the handler with a UnitOfWork and commit its changes with the marker in one
+        transaction; on a conflict, run it again on fresh data (see events/unit.py)."""
+        assert self.idempotency is not None
+        assert binding.unit is not None
+        dapr = get_dapr(request)
+        store = self.idempotency.store
+        event_id = context["event_id"]
+        attempt = 0
+        while True:
+            unit = UnitOfWork(dapr, store, event_id, marker)
+            outcome = await self._run(
+                binding, argument, {**dependencies, binding.unit: unit}, where, context
+            )
+            if unit.marker_value is not None:
+                # The handler's first read found the marker: processed already.
+                log.info("event %s on %s was processed already", event_id, where, extra=context)
+                outbox = unit.marker_value.get("outbox")
+                if outbox and not await self._flush(dapr, marker, outbox, context):
+                    return Outcome.RETRY, False
+                return Outcome.SUCCESS, True
+            if outcome is not Outcome.SUCCESS:
+                # A redelivered done event may be dropped where the first run succeeded
+                # (its effects are there now): it is done, not to be dead-lettered. (A
+                # RETRY needs no check: the next delivery finds out.)
+                if (
+                    outcome is Outcome.DROP
+                    and marker is not None
+                    and not unit.marker_read
+                    and await self._finish_done(dapr, marker, context)
+                ):
+                    return Outcome.SUCCESS, True
+                return outcome, False
+            operations = unit.operations()
+            if marker is not None:
+                operations.append(self.idempotency.marker(marker, unit.outbox))
+            try:
+                if operations:
+                    await dapr.state.transaction(store, operations)
+            except DaprError as exc:
+                if not isinstance(exc, ConcurrencyError):
+                    log.warning("event %s on %s: not committed (%s)", event_id, where, exc)
+                    return Outcome.RETRY, False
+                if marker is not None and await self._finish_done(dapr, marker, context):
+                    log.info("event %s on %s was processed already", event_id, where, extra=context)
+                    return Outcome.SUCCESS, True
+                if attempt >= self.conflict_retries:
+                    log.warning(
+                        "event %s on %s: state kept changing under it (%d attempts): retry",
+                        event_id,
+                        where,
+                        attempt + 1,
+                        extra=context,
+                    )
+                    return Outcome.RETRY, False
+                # Jitter spreads competing events apart so one of them wins each round.
+                await asyncio.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
+                attempt += 1
+                continue
+            if unit.outbox and not await self._flush(dapr, marker, unit.outbox, context):
+                return Outcome.RETRY, False
+            return Outcome.SUCCESS, False
+
+    async def _finish_done(self, dapr: DaprClient, marker: str, context: dict[str, Any]) -> bool:
+        """True when the event was processed already (its pending derived events are
+        published now); False when it was not, or that cannot be told right now."""
+        assert self.idempotency is not None
+        try:
+            done = await self.idempotency.done(dapr, marker)
+        except DaprError as exc:
+            log.warning("cannot check event %s for duplicates: %s", context["event_id"], exc)
+            return False
+        if done is None:
+            return False
+        outbox = done.get("outbox")
+        if isinstance(outbox, list) and outbox:
+            return await self._flush(dapr, marker, outbox, context)
+        return True
+
+    async def _flush(
+        self,
+        dapr: DaprClient,
+        marker: str | None,
+        outbox: list[dict[str, Any]],
+        context: dict[str, Any],
+    ) -> bool:
+        """Publish the derived events of a committed unit, then clear them from the marker.
+        False (answer RETRY) when publishing failed: the redelivery publishes them."""
+        try:
+            for message in outbox:
+                await dapr.pubsub.publish(
+                    message["pubsub"], message["topic"], CloudEvent[Any](**message["event"])
+                )
+            if marker is not None:
+                assert self.idempotency is not None
+                await self.idempotency.complete(dapr, marker)
+        except DaprError as exc:
+            log.warning(
+                "event %s: derived events not all published yet (%s): retry",
+                context["event_id"],
+                exc,
+                extra=context,
+            )
+            return False
+        return True
 
     async def _run(
         self,
@@ -267,6 +440,8 @@ class EventRouter(APIRouter):
         event_id = context["event_id"]
         try:
             await binding.handler(argument, **dependencies)
+        except AlreadyProcessedError:
+            return Outcome.SUCCESS  # the caller sees unit.marker_value
         except Retry as exc:
             log.info("event %s on %s will be retried: %s", event_id, where, exc, extra=context)
             return Outcome.RETRY
