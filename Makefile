@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[sidecar,dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[sidecar,ai,sandbox,dev]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -34,6 +34,10 @@ bench: $(STAMP)
 		(apt-get update -qq && apt-get install -y -qq wrk) >/dev/null; }
 	$(BIN)/python bench/sidecar_state.py
 	$(BIN)/python bench/pubsub.py
+	$(BIN)/python bench/crud.py
+	$(BIN)/python bench/events.py
+	$(BIN)/python bench/ai_agent.py
+	$(BIN)/python bench/sandbox.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -197,6 +197,41 @@ class Machine:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout}{done.stderr}")
 
 
+@contextlib.contextmanager
+def started(
+    argv: list[str],
+    ready_url: str,
+    log: Path,
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    seconds: float = 60,
+) -> Iterator[int]:
+    """Start ``argv`` (output to ``log``), wait until ``ready_url`` answers below 500, yield
+    its pid, and stop it at the end (SIGTERM, then SIGKILL after 15 s)."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + seconds
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{argv[:3]} exited {proc.returncode}:\n{log.read_text()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(ready_url, timeout=1).status_code < 500:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{argv[:3]} not ready in {seconds:g}s:\n{log.read_text()}")
+            time.sleep(0.1)
+        yield proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def process_cpu_seconds(pid: int) -> float:
     """User + system CPU time of every thread of ``pid`` so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()

@@ -195,10 +195,10 @@ def run_command(
     "new",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     epilog="Kind options (see `daprforge kinds`): "
-    "ai-agent --model --system-prompt --max-tokens --temperature; "
-    "crud-api --resource --plural; "
+    "ai-agent --role --model --system-prompt --max-tokens --temperature; "
+    "crud-api --resource --plural --events-topic --soft-delete; "
     "event-processor --topic --dead-letter-topic --max-retries; "
-    "code-executor --timeout --max-output --concurrency; "
+    "code-executor --timeout --max-output --concurrency --queue; "
     "every kind --replicas --image.",
 )
 def new(

@@ -28,6 +28,8 @@ VARIANTS = (
         "ai-agent",
         LONG_NAME,
         (
+            "--role",
+            "triage",
             "--model",
             "gpt-4.1-nano",
             "--system-prompt",
@@ -44,6 +46,13 @@ VARIANTS = (
             "registry.example.com/learnflow/triage:1.4.2",
         ),
     ),
+    # LearnFlow's code-review service: the third tutoring role's offline answers and tests.
+    Variant(
+        "ai-agent-code-review",
+        "ai-agent",
+        "code-review-service",
+        ("--role", "code-review", "--temperature", "0"),
+    ),
     Variant("crud-api-defaults", "crud-api", "items-service"),
     Variant(
         "crud-api-options",
@@ -56,6 +65,10 @@ VARIANTS = (
             "learning-path-steps",
             "--port",
             "8081",
+            "--events-topic",
+            "learning.path-steps.v1",
+            "--soft-delete",
+            "true",
         ),
     ),
     Variant("event-processor-defaults", "event-processor", "learning-events-processor"),
@@ -79,7 +92,10 @@ VARIANTS = (
         "code-executor-options",
         "code-executor",
         "sandbox",
-        ("--timeout", "2.5", "--max-output", "2048", "--concurrency", "1", "--replicas", "1"),
+        (
+            *("--timeout", "2.5", "--max-output", "2048", "--concurrency", "1"),
+            *("--queue", "4", "--replicas", "1"),
+        ),
     ),
 )
 DEFAULTS = tuple(variant for variant in VARIANTS if variant.id.endswith("-defaults"))

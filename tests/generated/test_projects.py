@@ -102,7 +102,15 @@ def test_deployment_follows_the_production_rules(project: Generated) -> None:
     assert security["readOnlyRootFilesystem"] is True
     assert security["allowPrivilegeEscalation"] is False
     assert security["capabilities"]["drop"] == ["ALL"]
-    assert security["seccompProfile"]["type"] == "RuntimeDefault"
+    if project.variant.kind == "code-executor":  # its sandbox needs user namespaces
+        assert security["seccompProfile"] == {
+            "type": "Localhost",
+            "localhostProfile": "daprforge/code-executor.json",
+        }
+        assert security["procMount"] == "Unmasked"
+        assert pod["spec"]["hostUsers"] is False
+    else:
+        assert security["seccompProfile"]["type"] == "RuntimeDefault"
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
     mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
     volumes = {volume["name"]: volume for volume in pod["spec"]["volumes"]}

@@ -47,15 +47,23 @@ def daprforge_requirement(extra: str | None = None) -> str:
 def requirements(options: CommonOptions) -> list[str]:
     """Run-time requirements of a generated project (sorted, as pip-compile would)."""
     found = [
-        daprforge_requirement(),
+        # The AI layer (daprforge.ai) and the OpenAI SDK come with daprforge's `ai` extra;
+        # the code executor's sandbox (bwrap, libseccomp's binding) with its `sandbox` extra.
+        daprforge_requirement(_extra(options)),
         "fastapi>=0.115",
         "pydantic>=2.7",
         "pydantic-settings>=2.3",
         "uvicorn[standard]>=0.30",
     ]
-    if isinstance(options, AiAgentOptions):
-        found.append("openai>=1.40")
     return sorted(found)
+
+
+def _extra(options: CommonOptions) -> str | None:
+    if isinstance(options, AiAgentOptions):
+        return "ai"
+    if isinstance(options, CodeExecutorOptions):
+        return "sandbox"
+    return None
 
 
 def dev_requirements() -> list[str]:
@@ -74,20 +82,22 @@ def dev_requirements() -> list[str]:
 def kind_env(options: CommonOptions) -> list[tuple[str, str]]:
     """Settings the Deployment sets for this kind, beyond the common ones."""
     if isinstance(options, AiAgentOptions):
-        return [("OPENAI_MODEL", options.model)]
+        return [("OPENAI_MODEL", options.model), ("AI_ROLE", options.role)]
     if isinstance(options, EventProcessorOptions):
         return [("EVENTS_TOPIC", options.topic), ("DEAD_LETTER_TOPIC", options.dead_letter)]
+    if isinstance(options, CrudApiOptions):
+        return [("EVENTS_TOPIC", options.topic)]
     return []
 
 
 def guarded_request(options: CommonOptions) -> str:
     """A request to a public route, as the API-key test in tests/test_main.py makes it."""
     if isinstance(options, AiAgentOptions):
-        return 'get("/usage")'
+        return 'get("/usage/anonymous")'
     if isinstance(options, CrudApiOptions):
         return f'get("/{options.names.plural_kebab}")'
     if isinstance(options, EventProcessorOptions):
-        return 'get("/processed")'
+        return 'get("/stats")'
     return 'post("/execute", json={"code": "print(1)"})'
 
 
@@ -130,6 +140,8 @@ def build_context(project: Project) -> dict[str, Any]:
     context["guarded_request"] = guarded_request(options)
     if isinstance(options, CrudApiOptions):
         context["resource"] = options.names
+        context["events_topic"] = options.topic
+        context["soft_delete"] = options.soft_delete
     if isinstance(options, EventProcessorOptions):
         context["topic"] = options.topic
         context["dead_letter_topic"] = options.dead_letter
@@ -138,7 +150,9 @@ def build_context(project: Project) -> dict[str, Any]:
         context["timeout"] = options.timeout
         context["max_output"] = options.max_output
         context["concurrency"] = options.concurrency
+        context["queue"] = options.queue
     if isinstance(options, AiAgentOptions):
+        context["role"] = options.role
         context["model"] = options.model
         context["system_prompt"] = options.system_prompt
         context["max_tokens"] = options.max_tokens

@@ -114,20 +114,37 @@ class CommonOptions(BaseModel):
         return image
 
 
+# As daprforge.ai.settings.ROLES; not imported from there, because the generator must
+# work without the `ai` extra (tests/ai checks that the two agree).
+AI_ROLES = ("general", "triage", "concepts", "code-review")
+
+
 class AiAgentOptions(CommonOptions):
+    role: str = Field(
+        default="general",
+        description="Tutoring role: general, triage, concepts or code-review. It picks the "
+        "default system prompt and what offline mode answers with.",
+    )
     model: str = Field(
         default="gpt-4o-mini",
         description="OpenAI chat model.",
         json_schema_extra=_ask(),
     )
-    system_prompt: str = Field(
-        default="You are a helpful Python tutor.",
+    system_prompt: str | None = Field(
+        default=None,
         min_length=1,
         max_length=2000,
-        description="System prompt sent with every request.",
+        description="System prompt sent with every request (default: the role's).",
     )
     max_tokens: int = Field(default=500, ge=1, le=128_000, description="Most tokens per answer.")
     temperature: float = Field(default=0.7, ge=0.0, le=2.0, description="Sampling temperature.")
+
+    @field_validator("role")
+    @classmethod
+    def _role(cls, role: str) -> str:
+        if role not in AI_ROLES:
+            raise ValueError(f"use one of {', '.join(AI_ROLES)}")
+        return role
 
     @field_validator("model")
     @classmethod
@@ -138,8 +155,8 @@ class AiAgentOptions(CommonOptions):
 
     @field_validator("system_prompt")
     @classmethod
-    def _prompt(cls, prompt: str) -> str:
-        if not prompt.isprintable():
+    def _prompt(cls, prompt: str | None) -> str | None:
+        if prompt is not None and not prompt.isprintable():
             raise ValueError("use one line of printable text (no tabs or line breaks)")
         return prompt
 
@@ -153,6 +170,14 @@ class CrudApiOptions(CommonOptions):
     plural: str | None = Field(
         default=None, description="Plural of the resource (default: English rules)."
     )
+    events_topic: str | None = Field(
+        default=None,
+        description="Topic of the change events on pub/sub 'pubsub' (default: the plural).",
+    )
+    soft_delete: bool = Field(
+        default=False,
+        description="DELETE marks items deleted in the store instead of removing them.",
+    )
 
     @field_validator("resource", "plural")
     @classmethod
@@ -160,6 +185,19 @@ class CrudApiOptions(CommonOptions):
         if value is not None:
             _check(check_resource_word, value, info.field_name or "resource")
         return value
+
+    @field_validator("events_topic")
+    @classmethod
+    def _events_topic(cls, topic: str | None) -> str | None:
+        if topic is not None and not _TOPIC.match(topic):
+            raise ValueError(
+                "use letters, digits, '.', '_' and '-' (as Kafka topics do), e.g. exercises"
+            )
+        return topic
+
+    @property
+    def topic(self) -> str:
+        return self.events_topic or self.names.plural_kebab
 
     @model_validator(mode="after")
     def _names(self) -> CrudApiOptions:
@@ -221,7 +259,15 @@ class CodeExecutorOptions(CommonOptions):
         le=16 * 1024 * 1024,
         description="Bytes of stdout and of stderr kept per run; the rest is cut.",
     )
-    concurrency: int = Field(default=4, ge=1, le=64, description="Runs at once per replica.")
+    concurrency: int = Field(
+        default=2, ge=1, le=64, description="Sandboxes running at once per replica."
+    )
+    queue: int = Field(
+        default=16,
+        ge=0,
+        le=1000,
+        description="Requests waiting for a sandbox per replica; more get 429.",
+    )
 
 
 @dataclass(frozen=True)
@@ -250,22 +296,23 @@ KINDS: dict[str, Kind] = {
     for kind in (
         Kind(
             "ai-agent",
-            "AI endpoint on the OpenAI SDK: answers and streams (SSE), tracks token usage.",
+            "AI tutor on the OpenAI SDK: SSE, memory, cache, limits, token usage; offline.",
             AiAgentOptions,
         ),
         Kind(
             "crud-api",
-            "REST API for one resource over the Dapr state store, with ETags.",
+            "REST API for one resource over the Dapr state store: ETags, paged lists, "
+            "change events.",
             CrudApiOptions,
         ),
         Kind(
             "event-processor",
-            "Handles a pub/sub topic and records every event it processed.",
+            "Aggregates a pub/sub topic's events exactly once; dead letters with replay.",
             EventProcessorOptions,
         ),
         Kind(
             "code-executor",
-            "Runs Python code in a subprocess with a timeout and output limits.",
+            "Runs untrusted Python in a sandbox and validates exercises against tests.",
             CodeExecutorOptions,
         ),
     )
