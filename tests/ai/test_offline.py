@@ -55,6 +55,11 @@ def test_lint_findings(code: str, expected: str) -> None:
     assert any(expected in finding.message for finding in lint(code)), lint(code)
 
 
+def test_code_too_deep_to_walk_is_answered_not_raised() -> None:
+    code = "x = " + "-" * 600 + "1\n"  # compiles, but a recursive walk of its tree cannot
+    assert "too deeply nested" in review_code(code)
+
+
 def test_clean_code_has_no_findings() -> None:
     code = "def total(items):\n    return sum(items)\n\n\nprint(total([1, 2]))\n"
     assert lint(code) == []

@@ -4,6 +4,7 @@ local OpenAI-compatible server."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -194,6 +195,7 @@ async def test_offline_mode_for_each_role(
         ({"prompt": "x" * 20_001}, ["body", "prompt"]),
         ({"prompt": 42}, ["body", "prompt"]),
         ({"prompt": "hi", "context": "not an object"}, ["body", "context"]),
+        ({"prompt": "hi", "context": {"code": "x" * 20_001}}, ["body", "context"]),
         ({"prompt": "hi", "session_id": "../etc"}, ["body", "session_id"]),
         ({"prompt": "hi", "user_id": "a||b"}, ["body", "user_id"]),
         ({"prompt": "hi", "temperature": 2}, ["body", "temperature"]),
@@ -210,6 +212,16 @@ async def test_bad_input_is_a_clear_422(
     problem = response.json()
     assert problem["errors"][0]["loc"] == where
     assert problem["errors"][0]["msg"]
+
+
+async def test_a_context_that_is_not_utf8_is_a_clear_422(settings: AISettings) -> None:
+    """A lone surrogate is valid JSON (escaped) but cannot reach the model as UTF-8."""
+    body = json.dumps({"prompt": "hi", "context": {"x": "\ud800"}})
+    headers = {"content-type": "application/json"}
+    async with running(settings) as client:
+        response = await client.post("/process", content=body, headers=headers)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["body", "context"]
 
 
 async def test_bad_ids_in_paths_are_422(settings: AISettings) -> None:

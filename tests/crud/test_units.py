@@ -41,6 +41,7 @@ def test_a_cursor_round_trips() -> None:
         base64.urlsafe_b64encode(b'{"v": 2, "q": "abc", "p": 1}').decode(),
         base64.urlsafe_b64encode(b'{"v": 1, "q": "abc"}').decode(),
         "A" * 5000,
+        base64.urlsafe_b64encode(b"[" * 1536).decode(),  # nested past the recursion limit
     ],
 )
 def test_a_malformed_cursor_is_refused(cursor: str) -> None:

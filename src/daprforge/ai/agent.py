@@ -228,8 +228,8 @@ class Agent:
         write, and a refusal from it (racing requests of the same user took the last
         place) cancels the call, or closes what it opened."""
         task = asyncio.ensure_future(call)
-        await asyncio.sleep(0)  # the model request goes out first; the count overlaps its wait
         try:
+            await asyncio.sleep(0)  # the model request goes out first; the count overlaps it
             await prepared.admission.commit()
         except BaseException:
             task.cancel()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Literal
 
@@ -52,6 +53,19 @@ class ProcessRequest(BaseModel):
         if not prompt.strip():
             raise ValueError("the prompt is blank")
         return prompt
+
+    @field_validator("context")
+    @classmethod
+    def _context_fits(cls, context: dict[str, Any]) -> dict[str, Any]:
+        # The context goes to the model (and to the offline analysis) as UTF-8 JSON: refuse
+        # what cannot be encoded (lone surrogates) and bound it like the prompt.
+        try:
+            size = len(json.dumps(context, ensure_ascii=False).encode())
+        except (UnicodeEncodeError, ValueError) as error:
+            raise ValueError(f"the context cannot be sent as UTF-8 JSON: {error}") from None
+        if size > MAX_PROMPT_CHARS:
+            raise ValueError(f"the context is {size} bytes as JSON; at most {MAX_PROMPT_CHARS}")
+        return context
 
 
 class TokenUsage(BaseModel):

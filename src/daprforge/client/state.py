@@ -350,7 +350,8 @@ class StateAPI:
         }
         if metadata:
             body["metadata"] = dict(metadata)
-        idempotent = all(op.etag is None for op in operations)
+        # A first-write resent after a lost answer would fail against its own first try.
+        idempotent = all(op.etag is None and op.concurrency != "first-write" for op in operations)
         self._check(
             await self._transport.request(
                 "state.transaction",

@@ -109,11 +109,14 @@ class Transport:
     @staticmethod
     def _timeout(seconds: float) -> aiohttp.ClientTimeout:
         # Connecting to a local sidecar takes microseconds; waiting long for it helps nobody.
-        return aiohttp.ClientTimeout(total=seconds, connect=min(seconds, 2.0))
+        # (sock_connect, not connect: aiohttp's connect also covers waiting for a pooled
+        # connection, which under load may rightly take longer.)
+        return aiohttp.ClientTimeout(total=seconds, sock_connect=min(seconds, 2.0))
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
+            self._session = None
 
     async def request(
         self,

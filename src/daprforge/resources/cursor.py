@@ -41,7 +41,7 @@ def decode_cursor(cursor: str, query_fingerprint: str) -> Any:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         body = json.loads(raw)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):  # deep nesting is not ours either
         raise CursorError(INVALID) from None
     if not isinstance(body, dict) or body.get("v") != VERSION or "p" not in body:
         raise CursorError(INVALID)

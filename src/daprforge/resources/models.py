@@ -44,6 +44,9 @@ class Resource(BaseModel):
     """The fields the server manages; a service's model adds its own fields:
     ``class Exercise(ExerciseFields, Resource)``."""
 
+    # NaN and infinities are not JSON: stored as null, they would fail every later read.
+    model_config = ConfigDict(allow_inf_nan=False)
+
     id: str
     created_at: Timestamp
     updated_at: Timestamp

@@ -255,7 +255,10 @@ class EventRelay:
         found = [
             event
             for event in await self.finder()
-            if event.created_at < cutoff and event.id not in self._known
+            # Published and forgotten while the finder ran: not to be sent again.
+            if event.created_at < cutoff
+            and event.id not in self._known
+            and event.id not in self.forgotten
         ]
         if found:
             log.info("re-publishing %d events left in the outbox", len(found))

@@ -26,7 +26,7 @@ import logging
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -114,9 +114,18 @@ class _Current:
         return bool(self.envelope.get("deleted"))
 
 
-def _conflict(exc: DaprError) -> bool:
-    # PostgreSQL reports a lost first-write inside a transaction as a plain store error.
-    return isinstance(exc, ConcurrencyError) or "no item was updated" in exc.message
+B = TypeVar("B", bound=BaseModel)
+
+
+def _validated(model: type[B], data: dict[str, Any]) -> B:
+    """``data`` as ``model``; the model's own validators fail as a 422 on the body, like
+    the request's fields do."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+        ) from None
 
 
 async def _backoff(attempt: int) -> None:
@@ -309,10 +318,8 @@ class ResourceStore(Generic[M]):
                 await self.dapr.state.save(self.options.state_store, op.key, op.value, etag=op.etag)
             else:
                 await self.dapr.state.transaction(self.options.state_store, ops)
-        except DaprError as exc:
-            if _conflict(exc):
-                return False
-            raise
+        except ConcurrencyError:
+            return False
         return True
 
     async def _index_records(self) -> list[OutboxEvent]:
@@ -350,8 +357,9 @@ class ResourceStore(Generic[M]):
 
     async def create(self, fields: BaseModel) -> Versioned[M]:
         moment = now()
-        item = self.spec.model.model_validate(
-            {**fields.model_dump(), "id": new_id(), "created_at": moment, "updated_at": moment}
+        item = _validated(
+            self.spec.model,
+            {**fields.model_dump(), "id": new_id(), "created_at": moment, "updated_at": moment},
         )
         revision = new_revision()
         event = self._event("created", item.id, item.model_dump(mode="json", by_alias=True))
@@ -404,20 +412,16 @@ class ResourceStore(Generic[M]):
             old = self._model(current.envelope)
             writable = set(self.spec.fields.model_fields)
             merged = {**old.model_dump(include=writable), **changes}
-            try:
-                fields = self.spec.fields.model_validate(merged)
-            except ValidationError as exc:
-                raise RequestValidationError(
-                    [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
-                ) from None
+            fields = _validated(self.spec.fields, merged)
             before = old.model_dump(mode="json", by_alias=True)
-            candidate = self.spec.model.model_validate(
+            candidate = _validated(
+                self.spec.model,
                 {
                     **fields.model_dump(),
                     "id": old.id,
                     "created_at": old.created_at,
                     "updated_at": old.updated_at,
-                }
+                },
             )
             after = candidate.model_dump(mode="json", by_alias=True)
             changed = {k: v for k, v in after.items() if before.get(k) != v}
@@ -599,5 +603,6 @@ def _sort_tuple(value: Any, item_id: str) -> tuple[Any, ...]:
     if value is None:
         return (0, "", item_id)
     if isinstance(value, bool | int | float):
-        return (1, float(value), item_id)
+        # Not float(): a huge int overflows it; Python compares ints and floats exactly.
+        return (1, int(value) if isinstance(value, bool) else value, item_id)
     return (2, str(value), item_id)

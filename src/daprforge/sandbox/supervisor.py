@@ -177,9 +177,13 @@ class Sandbox:
             queue=queue,
             ceiling=ceiling or Limits(),
         )
-        await sandbox._open_slots()
-        if problem is None:
-            problem = await sandbox._probe()
+        try:
+            await sandbox._open_slots()
+            if problem is None:
+                problem = await sandbox._probe()
+        except BaseException:
+            await sandbox.aclose()  # the slots' spawners and cgroups opened so far
+            raise
         if problem is not None:
             if not insecure_dev:
                 await sandbox.aclose()
@@ -328,7 +332,22 @@ class Sandbox:
         output_cap = limits.output_kb * 1024
         out, err, channel = _Capture(output_cap), _Capture(output_cap), _Capture(_CHANNEL_CAP)
         overflowed = asyncio.Event()
-        streams = [await _reader(fd) for fd in pipes]
+        transports: list[asyncio.BaseTransport] = []
+        streams: list[asyncio.StreamReader] = []
+        try:
+            for fd in pipes:
+                transport, stream = await _reader(fd)
+                transports.append(transport)
+                streams.append(stream)
+        except BaseException:
+            # Cancelled before the watch began: the run must not outlive us, nor its pipes.
+            slot.spawner.abandon()
+            for transport in transports:
+                transport.close()
+            for fd in pipes[len(transports) :]:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            raise
         readers = [
             asyncio.ensure_future(capture.drain(stream, overflowed))
             for capture, stream in zip((out, err, channel), streams, strict=True)
@@ -363,6 +382,10 @@ class Sandbox:
                     reader.cancel()
             for stream in streams:
                 stream.feed_eof()
+            # A reader that stopped at the output cap leaves its transport paused, and a
+            # paused transport never sees EOF: close each one, or its pipe stays open.
+            for transport in transports:
+                transport.close()
             if exited.done() and not exited.cancelled() and exited.exception() is None:
                 returncode = exited.result()
             else:
@@ -438,13 +461,13 @@ def _sealed(name: str, data: bytes) -> int:
     return fd
 
 
-async def _reader(fd: int) -> asyncio.StreamReader:
+async def _reader(fd: int) -> tuple[asyncio.BaseTransport, asyncio.StreamReader]:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=_CHUNK)
-    await loop.connect_read_pipe(
+    transport, _ = await loop.connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
     )
-    return reader
+    return transport, reader
 
 
 async def _finish(exited: asyncio.Future[int], readers: Sequence[asyncio.Future[None]]) -> None:

@@ -8,6 +8,7 @@ is offline help, and the service reports ``"provider": "offline"``.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -74,11 +75,12 @@ class OfflineProvider:
         self.role = role
 
     async def complete(self, request: ChatRequest) -> Completion:
-        text = offline_answer(self.role, request.prompt, request.context)
+        # The analysis parses and walks learner code: CPU work, kept off the event loop.
+        text = await asyncio.to_thread(offline_answer, self.role, request.prompt, request.context)
         return Completion(text, OFFLINE_MODEL, _usage(request, text), "stop")
 
     async def open_stream(self, request: ChatRequest) -> _OfflineStream:
-        text = offline_answer(self.role, request.prompt, request.context)
+        text = await asyncio.to_thread(offline_answer, self.role, request.prompt, request.context)
         return _OfflineStream(_pieces(text), _usage(request, text))
 
     async def aclose(self) -> None:

@@ -273,8 +273,12 @@ def review_code(code: str, *, limit: int = 12) -> str:
         if problem.hint:
             parts.append(f"\nHint: {problem.hint}")
         return "\n".join(parts)
-    findings = lint(code)
-    tree = ast.parse(code)
+    try:
+        findings = lint(code)
+        tree = ast.parse(code)
+    except (RecursionError, MemoryError):
+        # compile() accepts some nesting that a recursive walk of the tree cannot take.
+        return "Your code compiles, but it is too deeply nested to check; split it up."
     functions = sum(isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) for n in ast.walk(tree))
     classes = sum(isinstance(n, ast.ClassDef) for n in ast.walk(tree))
     lines = len(code.splitlines())
