@@ -22,7 +22,7 @@ from daprforge.ai import state
 from daprforge.ai.errors import LimitExceededError
 from daprforge.ai.models import UserUsage
 from daprforge.ai.usage import UsageLedger, seconds_to_midnight
-from daprforge.client import DaprClient, StateItem
+from daprforge.client import ConcurrencyError, DaprClient, StateItem
 
 PREFIX = "ai-rate:"
 WINDOW = 60
@@ -42,15 +42,29 @@ class Admission:
         limits = self.limits
         if not limits.rate_limit:
             return
-        await state.write(
-            limits.dapr,
-            limits.store,
-            self.key,
-            lambda count: limits.count(count, self.now),
-            self.counted,
-            type=int,
-            ttl=2 * WINDOW,
-        )
+        try:
+            await state.write(
+                limits.dapr,
+                limits.store,
+                self.key,
+                lambda count: limits.count(count, self.now),
+                self.counted,
+                type=int,
+                ttl=2 * WINDOW,
+                retries=COUNT_RETRIES,
+            )
+        except ConcurrencyError:
+            # The user's counter kept changing under us: a burst of their own requests.
+            # Ask them to come back (429) rather than wait long or answer 409.
+            raise LimitExceededError(
+                "Too many requests at once for this user; try again in a moment.",
+                code="rate_contended",
+                retry_after=1.0,
+            ) from None
+
+
+COUNT_RETRIES = 8
+"""Read-modify-write rounds for the rate-limit counter before the request is refused."""
 
 
 class Limits:

@@ -68,13 +68,14 @@ async def write(
     *,
     type: type[T],
     ttl: int | None = None,
+    retries: int = RETRIES,
 ) -> T:
     """Save ``change(current)`` if the key is still as read (ETag; first-write when it
-    did not exist); after a conflict, read-modify-write until it holds. ``change`` may
-    run more than once and may raise to refuse."""
+    did not exist); after a conflict, read-modify-write until it holds (ConcurrencyError
+    after ``retries``). ``change`` may run more than once and may raise to refuse."""
     if current is not None and current.etag is None:
         # No ETag to guard the write with: the loop reads one (or says why it cannot).
-        return await dapr.state.update(store, key, change, type=type, ttl=ttl, retries=RETRIES)
+        return await dapr.state.update(store, key, change, type=type, ttl=ttl, retries=retries)
     value = change(current.value if current is not None else None)
     try:
         await dapr.state.save(
@@ -87,7 +88,7 @@ async def write(
             ttl=ttl,
         )
     except ConcurrencyError:
-        return await dapr.state.update(store, key, change, type=type, ttl=ttl, retries=RETRIES)
+        return await dapr.state.update(store, key, change, type=type, ttl=ttl, retries=retries)
     return value
 
 
