@@ -331,15 +331,12 @@ class Agent:
             if isinstance(result, Exception):
                 log.warning("after the answer, %s was not recorded: %r", name, result)
 
-    def _spawn(self, work: Awaitable[None]) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run ``work`` to its end even though its request is gone; aclose() waits for it."""
-
-        async def run() -> None:
-            await work
-
-        task = asyncio.get_running_loop().create_task(run())
+        task = asyncio.get_running_loop().create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     def _response(
         self,
@@ -431,12 +428,7 @@ class AnswerStream:
     def _finish(
         self, text: str, usage: TokenUsage, model: str, finish: str | None
     ) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(
-            self.agent._finish(self.prepared, text, usage, model, finish)
-        )
-        self.agent._background.add(task)
-        task.add_done_callback(self.agent._background.discard)
-        return task
+        return self.agent._spawn(self.agent._finish(self.prepared, text, usage, model, finish))
 
 
 async def _close_stream(stream: ChatStream) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,7 +18,14 @@ from typing import Any, Generic, Literal, TypeVar, overload
 
 from daprforge.client.codec import decode_json, decode_value, encode_json, to_jsonable
 from daprforge.client.errors import ConcurrencyError, DaprError, error_from_response
-from daprforge.client.transport import JSON, Reply, Transport, metadata_params, segment
+from daprforge.client.transport import (
+    JSON,
+    Reply,
+    Transport,
+    backoff,
+    metadata_params,
+    segment,
+)
 
 T = TypeVar("T")
 Concurrency = Literal["first-write", "last-write"]
@@ -487,8 +493,7 @@ class StateAPI:
             except ConcurrencyError:
                 if attempt >= retries:
                     raise
-                # Jitter spreads competing writers apart so one of them wins each round.
-                await asyncio.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
+                await asyncio.sleep(backoff(attempt, base=0.01, cap=0.5))
                 attempt += 1
                 continue
             return new_value

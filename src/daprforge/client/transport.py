@@ -57,9 +57,11 @@ def metadata_params(metadata: Mapping[str, str] | None) -> dict[str, str]:
     return {f"metadata.{key}": str(value) for key, value in (metadata or {}).items()}
 
 
-def backoff(attempt: int) -> float:
-    """Full-jitter exponential back-off: 0-0.1 s, 0-0.2 s, 0-0.4 s ... capped at 2 s."""
-    return random.uniform(0, min(_BACKOFF_MAX, _BACKOFF_BASE * 2**attempt))
+def backoff(attempt: int, *, base: float = _BACKOFF_BASE, cap: float = _BACKOFF_MAX) -> float:
+    """Full-jitter exponential back-off: 0-base s, 0-2*base s, 0-4*base s ... capped at
+    ``cap`` (by default 0-0.1 s, 0-0.2 s ... 2 s). Jitter also spreads writers that lost the
+    same race, so one of them wins the next round."""
+    return random.uniform(0, min(cap, base * 2**attempt))
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,6 @@ import asyncio
 import inspect
 import json
 import logging
-import random
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Match, Router
 
 from daprforge.client import CloudEvent, ConcurrencyError, DaprClient, DaprError
+from daprforge.client.transport import backoff
 from daprforge.events.binding import Handler, HandlerBinding, PayloadError
 from daprforge.events.idempotency import Claim, Idempotency
 from daprforge.events.metrics import EventMetrics, event_metrics
@@ -378,8 +378,7 @@ class EventRouter(APIRouter):
                         extra=context,
                     )
                     return Outcome.RETRY, False
-                # Jitter spreads competing events apart so one of them wins each round.
-                await asyncio.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
+                await asyncio.sleep(backoff(attempt, base=0.005, cap=0.2))
                 attempt += 1
                 continue
             if unit.outbox and not await self._flush(dapr, marker, unit.outbox, context):

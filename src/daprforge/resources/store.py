@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
@@ -32,6 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from daprforge.client import ConcurrencyError, DaprClient, DaprError, Delete, Upsert
+from daprforge.client.transport import backoff
 from daprforge.resources.cursor import (
     INVALID,
     CursorError,
@@ -126,11 +126,6 @@ def _validated(model: type[B], data: dict[str, Any]) -> B:
         raise RequestValidationError(
             [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
         ) from None
-
-
-async def _backoff(attempt: int) -> None:
-    # Jitter spreads writers that lost the same race, so one of them wins the next round.
-    await asyncio.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
 
 
 class ResourceStore(Generic[M]):
@@ -370,7 +365,7 @@ class ResourceStore(Generic[M]):
             if await self._commit(operations, bucket):
                 self._announce(event)
                 return Versioned(item, revision)
-            await _backoff(attempt)
+            await asyncio.sleep(backoff(attempt, base=0.005, cap=0.2))
         raise ConcurrencyError(409, "ERR_STATE_TRANSACTION", "the index kept changing")
 
     def _precondition(self, current: _Current, if_match: str | None, *, required: bool) -> None:
@@ -440,7 +435,7 @@ class ResourceStore(Generic[M]):
                 self._announce(event)
                 return Versioned(item, revision)
             # Lost to a concurrent write: re-read; a stale If-Match is then a 412.
-            await _backoff(attempt)
+            await asyncio.sleep(backoff(attempt, base=0.005, cap=0.2))
         raise ConcurrencyError(409, "ERR_STATE_SAVE", f"{item_id} kept changing")
 
     async def delete(self, item_id: str, if_match: str | None) -> None:
@@ -461,7 +456,7 @@ class ResourceStore(Generic[M]):
             if await self._commit([operation, *self._outbox(event)], bucket):
                 self._announce(event)
                 return
-            await _backoff(attempt)
+            await asyncio.sleep(backoff(attempt, base=0.005, cap=0.2))
         raise ConcurrencyError(409, "ERR_STATE_TRANSACTION", f"{item_id} kept changing")
 
     # --- listing --------------------------------------------------------------------------
