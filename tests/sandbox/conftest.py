@@ -28,7 +28,7 @@ async def sandbox() -> AsyncIterator[Sandbox]:
     parents = list(box._pool.parents) if box._pool else []
     try:
         yield box
-        assert box.leftovers() == [], "a process outlived its run"
+        assert await box.leftovers() == [], "a process outlived its run"
     finally:
         await box.aclose()
     assert not any(map(_exists, parents)), "a cgroup was left behind"

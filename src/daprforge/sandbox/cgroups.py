@@ -31,11 +31,10 @@ _ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("memory", "pids", "cpuacct")
 _UNLIMITED = "-1"
 _PREFIX = "daprforge-sandbox-"
-# The slot's spawner lives in its cgroups, and so do bwrap's two processes: room for them on
-# top of what the learner's program gets (memory: what the slot holds before the run, at
-# most this much; processes: bwrap's two).
-_RESIDENT_ALLOWANCE = 16 * 1024 * 1024
-_BWRAP_PROCESSES = 2
+# The slot's spawner lives in its cgroups, and so does the run's started sandbox (bwrap's two
+# processes and the interpreter, up before its run): room for them on top of what the
+# learner's program gets (memory: what the slot holds before the run, at most this much).
+_RESIDENT_ALLOWANCE = 32 * 1024 * 1024
 _MIB = 1024 * 1024
 _counter = itertools.count()
 
@@ -64,10 +63,12 @@ class CgroupSlot:
         )
 
     def prepare(self, limits: Limits) -> None:
-        """Set the limits and reset the counters (blocking: sysfs writes, microseconds)."""
+        """Set the limits and reset the counters once the run's sandbox is started, just
+        before its program (blocking: sysfs writes, microseconds)."""
         memory = self.paths["memory"]
-        # What the slot holds between runs (the spawner, cached pages) comes on top of the
-        # run's own limit, so the run gets its full memory_mb and reports only its own use.
+        # What the slot holds now (the spawner, the started sandbox, cached pages) comes on
+        # top of the run's own limit, so the program gets its full memory_mb and reports
+        # only its own use.
         self._baseline = int((memory / "memory.usage_in_bytes").read_text())
         resident = min(self._baseline, _RESIDENT_ALLOWANCE)
         self._run_memory = limits.memory_mb * _MIB
@@ -82,11 +83,12 @@ class CgroupSlot:
             if has_swap:
                 swap.write_text(str(wanted))
             self._memory = wanted
-        # pids.current counts the spawner, and the init of recent runs' PID namespaces for a
-        # moment after they are gone (the kernel releases them lazily): the run's own cap
-        # goes on top of whatever is counted now.
+        # pids.current counts the spawner, the started sandbox (bwrap's two processes and the
+        # interpreter, which is the program's first process), and the init of recent runs'
+        # PID namespaces for a moment after they are gone (the kernel releases them lazily):
+        # the program's other processes go on top of whatever is counted now.
         counted = int((self.paths["pids"] / "pids.current").read_text())
-        pids = counted + limits.processes + _BWRAP_PROCESSES
+        pids = counted + limits.processes - 1
         if self._pids != pids:
             (self.paths["pids"] / "pids.max").write_text(str(pids))
             self._pids = pids
@@ -110,12 +112,16 @@ class CgroupSlot:
     def _peak(self) -> int:
         return int((self.paths["memory"] / "memory.max_usage_in_bytes").read_text())
 
-    def pids(self) -> list[int]:
-        """Processes of a run still in the slot (the resident spawner excluded)."""
+    def pids(self, spared: int | None = None) -> list[int]:
+        """Processes of a run still in the slot (the resident spawner excluded, and the
+        process ``spared`` with its descendants: a sandbox waiting for its run)."""
         found: set[int] = set()
         for path in self.paths.values():
             found.update(int(pid) for pid in (path / "cgroup.procs").read_text().split())
-        return sorted(found - self.resident)
+        found -= self.resident
+        if spared is not None:
+            found -= _family(spared, found)
+        return sorted(found)
 
     def empty(self, within: float = 2.0) -> None:
         """Kill whatever is still in the slot (the PID namespace should have done it)."""
@@ -208,6 +214,25 @@ class CgroupPool:
                     break
                 except OSError:
                     time.sleep(0.01)
+
+
+def _family(root: int, pids: set[int]) -> set[int]:
+    """``root`` and those of ``pids`` that descend from it."""
+    parents: dict[int, int] = {}
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # The name (field 2) may hold spaces and parentheses: fields start after its ")".
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            parents[pid] = int(stat[stat.rindex(")") + 2 :].split()[1])
+    family = {root}
+    grew = True
+    while grew:
+        grew = False
+        for pid, parent in parents.items():
+            if parent in family and pid not in family:
+                family.add(pid)
+                grew = True
+    return family
 
 
 def _remove_stale(base: Path) -> None:

@@ -21,20 +21,36 @@ SANDBOX_ID = "65534"
 WORK_DIR = "/tmp"
 # The JSON value a `call` may return, at most (bytes).
 VALUE_CAP = 1024 * 1024
+# The orders message, at most (bytes): the bootstrap reads no more.
+ORDERS_CAP = 64 * 1024
 
 
 @dataclass(frozen=True)
 class Descriptors:
     """Descriptor numbers the run inherits (same numbers inside)."""
 
-    program: int
+    control: int
     channel: int
     seccomp: int | None
 
 
-def python_argv(
-    runtime: PythonRuntime, fds: Descriptors, limits: Limits, call: str | None
-) -> list[str]:
+def python_argv(runtime: PythonRuntime, fds: Descriptors) -> list[str]:
+    return [
+        runtime.executable,
+        "-I",  # no PYTHON* variables, no user site, no script directory on sys.path
+        "-S",  # no site: nothing from site-packages, no .pth hooks
+        "-B",  # the root is read-only anyway; do not even try to write bytecode
+        "-c",
+        SOURCE,
+        str(fds.control),
+        str(fds.channel),
+    ]
+
+
+def orders(limits: Limits, call: str | None) -> bytes:
+    """What a started sandbox is told when its run begins (the bootstrap's format): its
+    rlimits, then the expression to evaluate, if any. The program and stdin travel beside
+    it as sealed memfds."""
     numbers = ",".join(
         str(number)
         for number in (
@@ -48,18 +64,11 @@ def python_argv(
             VALUE_CAP,
         )
     )
-    return [
-        runtime.executable,
-        "-I",  # no PYTHON* variables, no user site, no script directory on sys.path
-        "-S",  # no site: nothing from site-packages, no .pth hooks
-        "-B",  # the root is read-only anyway; do not even try to write bytecode
-        "-c",
-        SOURCE,
-        str(fds.program),
-        str(fds.channel),
-        numbers,
-        call or "",
-    ]
+    # The numbers hold no NUL: the call is everything after the first one.
+    message = f"{numbers}\0{call or ''}".encode("utf-8", "surrogatepass")
+    if len(message) > ORDERS_CAP:
+        raise ValueError(f"the call expression is too long (orders over {ORDERS_CAP} bytes)")
+    return message
 
 
 def environment(runtime: PythonRuntime) -> dict[str, str]:
@@ -73,9 +82,7 @@ def environment(runtime: PythonRuntime) -> dict[str, str]:
     }
 
 
-def bwrap_argv(
-    bwrap: str, runtime: PythonRuntime, fds: Descriptors, limits: Limits, call: str | None
-) -> list[str]:
+def bwrap_argv(bwrap: str, runtime: PythonRuntime, fds: Descriptors, tmp_mb: int) -> list[str]:
     argv = [
         bwrap,
         "--unshare-user",
@@ -107,7 +114,7 @@ def bwrap_argv(
         argv += ["--tmpfs", hidden, "--remount-ro", hidden]
     for target, path in runtime.symlinks:
         argv += ["--symlink", target, path]
-    tmp_bytes = str(limits.tmp_mb * 1024 * 1024)
+    tmp_bytes = str(tmp_mb * 1024 * 1024)
     argv += [
         "--proc",
         "/proc",
@@ -132,4 +139,4 @@ def bwrap_argv(
     ]
     if fds.seccomp is not None:
         argv += ["--seccomp", str(fds.seccomp)]
-    return [*argv, "--", *python_argv(runtime, fds, limits, call)]
+    return [*argv, "--", *python_argv(runtime, fds)]

@@ -35,9 +35,15 @@ def _spawner():
             status = os.waitpid(child, 0)[1]
             os.close(pidfd)
             child = pidfd = None
-            sock.send(b"E" + str(os.waitstatus_to_exitcode(status)).encode())
+            try:
+                sock.send(b"E" + str(os.waitstatus_to_exitcode(status)).encode())
+            except OSError:  # the service is gone
+                return
             continue
-        message, fds, _, _ = socket.recv_fds(sock, 1 << 20, 16, socket.MSG_CMSG_CLOEXEC)
+        try:
+            message, fds, _, _ = socket.recv_fds(sock, 1 << 20, 16, socket.MSG_CMSG_CLOEXEC)
+        except ConnectionResetError:  # closed with a report of ours still unread
+            message = b""
         if not message:
             if child is not None:
                 os.kill(child, signal.SIGKILL)

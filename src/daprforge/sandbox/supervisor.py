@@ -1,6 +1,11 @@
 """The supervisor: starts one sandboxed run, watches its limits from outside, collects the
 result, and leaves nothing behind.
 
+Each slot keeps its next sandbox started ahead (bwrap's namespaces made, Python up, waiting
+on its control socket): a run only sends its orders, so its latency holds none of the
+start-up. Every sandbox still serves exactly one run, and the next one is started after the
+slot was emptied, so nothing carries over from run to run.
+
 Nothing here touches a path the learner could write: the program, its stdin and the seccomp
 filter go in through sealed memfds, output and the result channel come back through pipes
 read with caps, and the only writable filesystem is a tmpfs inside the sandbox's own mount
@@ -18,6 +23,7 @@ import logging
 import math
 import os
 import shutil
+import socket
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -60,12 +66,32 @@ def find_bwrap() -> str | None:
 
 
 @dataclass
+class _Started:
+    """A sandbox started ahead of its run, waiting for its orders on ``control``."""
+
+    pid: int
+    """bwrap's (host) pid."""
+    control: socket.socket
+    pipes: list[int]
+    """Read ends: stdout, stderr, the result channel."""
+    tmp_mb: int
+
+    def close(self) -> None:
+        self.control.close()
+        for fd in self.pipes:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+@dataclass
 class Slot:
-    """A place to run: its spawner, and its cgroups where the machine has them. Reserved
-    (admission granted) for one run or one validation at a time."""
+    """A place to run: its spawner, its cgroups where the machine has them, and the sandbox
+    its next run will use. Reserved (admission granted) for one run or one validation at a
+    time."""
 
     spawner: Spawner
     cgroup: CgroupSlot | None
+    next: asyncio.Task[_Started | None] | None = None
 
 
 @dataclass
@@ -99,6 +125,7 @@ class Sandbox:
         slots: int,
         queue: int,
         ceiling: Limits,
+        warm: bool = True,
     ) -> None:
         self.bwrap = bwrap
         self.runtime = runtime
@@ -110,6 +137,7 @@ class Sandbox:
         self._free: asyncio.Queue[Slot] = asyncio.Queue()
         self._queue = queue
         self._waiting = 0
+        self._warm = warm
 
     async def _open_slots(self) -> None:
         for index in range(self._size):
@@ -142,11 +170,13 @@ class Sandbox:
         ceiling: Limits | None = None,
         insecure_dev: bool | None = None,
         bwrap: str | None = None,
+        warm: bool = True,
     ) -> Sandbox:
         """Find bwrap, the runtime, libseccomp and cgroups, then prove isolation with a probe
         run. Raises SandboxUnavailable (fail closed) unless ``insecure_dev`` (default: the
         SANDBOX_INSECURE_DEV=1 environment variable) allows running without a sandbox.
-        ``bwrap``: this binary instead of :func:`find_bwrap`'s."""
+        ``bwrap``: this binary instead of :func:`find_bwrap`'s. ``warm``: keep each slot's
+        next sandbox started ahead (off: every run starts its own, for comparison)."""
         if insecure_dev is None:
             insecure_dev = os.environ.get(INSECURE_ENV) == "1"
         runtime = await asyncio.to_thread(find_runtime)
@@ -176,6 +206,7 @@ class Sandbox:
             slots=slots,
             queue=queue,
             ceiling=ceiling or Limits(),
+            warm=warm,
         )
         try:
             await sandbox._open_slots()
@@ -195,6 +226,8 @@ class Sandbox:
                 INSECURE_ENV,
                 problem,
             )
+        for slot in sandbox._slots:
+            sandbox._start_next(slot)
         return sandbox
 
     async def _probe(self) -> str | None:
@@ -223,13 +256,25 @@ class Sandbox:
             return f"the probe run did not show isolation ({result.status}): {detail}"
         return None
 
-    def leftovers(self) -> list[int]:
-        """Processes still in any slot's cgroups (host pids): empty between runs."""
-        return [pid for slot in (self._pool.slots if self._pool else []) for pid in slot.pids()]
+    async def leftovers(self) -> list[int]:
+        """Processes still in any slot's cgroups (host pids), other than its spawner and its
+        next sandbox: empty between runs."""
+        found: list[int] = []
+        for slot in self._slots:
+            if slot.cgroup is not None:
+                ahead = await asyncio.shield(slot.next) if slot.next is not None else None
+                spared = ahead.pid if ahead is not None else None
+                found += await asyncio.to_thread(slot.cgroup.pids, spared)
+        return found
 
     async def aclose(self) -> None:
         slots, self._slots = self._slots, []
         for slot in slots:
+            if slot.next is not None:
+                slot.next.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    if (ahead := await slot.next) is not None:
+                        ahead.close()
             await asyncio.to_thread(slot.spawner.close)
         if self._pool is not None:
             pool, self._pool = self._pool, None
@@ -272,56 +317,107 @@ class Sandbox:
     async def _run(
         self, slot: Slot, code: bytes, stdin: bytes, limits: Limits, call: str | None
     ) -> Execution:
-        cgroup = slot.cgroup
+        orders = command.orders(limits, call)
+        started = await self._take(slot, limits.tmp_mb)
+        for attempt in range(2):
+            if started is None:
+                return _not_started()
+            if slot.cgroup is not None:
+                try:
+                    await asyncio.to_thread(slot.cgroup.prepare, limits)
+                except OSError as error:
+                    log.error("sandbox: could not set the slot's cgroup limits: %s", error)
+                    await self._discard(slot, started)
+                    return _not_started()
+            program, given = _sealed("program", code), _sealed("stdin", stdin)
+            try:
+                socket.send_fds(started.control, [orders], [program, given])
+                break
+            except OSError as error:
+                # Gone while it waited (killed from outside, out of memory...): start another.
+                log.warning("sandbox: a started sandbox was gone (%s); starting another", error)
+                await self._discard(slot, started)
+                started = await self._launch(slot, limits.tmp_mb) if attempt == 0 else None
+            finally:
+                os.close(program)
+                os.close(given)
+        else:
+            return _not_started()
+        started.control.close()
+        execution = await self._watch(slot, started.pipes, limits, time.perf_counter())
+        self._start_next(slot)
+        return execution
+
+    def _start_next(self, slot: Slot) -> None:
+        if self._warm and slot.next is None:
+            tmp_mb = Limits().capped(self.ceiling).tmp_mb
+            slot.next = asyncio.create_task(self._launch(slot, tmp_mb), name="daprforge-sandbox")
+
+    async def _take(self, slot: Slot, tmp_mb: int) -> _Started | None:
+        """The slot's next sandbox if it suits ``tmp_mb``, else a new one."""
+        if slot.next is not None:
+            # Shielded: a cancelled request leaves the sandbox to the slot's next run.
+            ahead = await asyncio.shield(slot.next)
+            slot.next = None
+            # (A spawner gone since takes its sandbox along: --die-with-parent.)
+            if ahead is not None and ahead.tmp_mb == tmp_mb and slot.spawner.alive:
+                return ahead
+            if ahead is not None:
+                await self._discard(slot, ahead)
+        return await self._launch(slot, tmp_mb)
+
+    async def _launch(self, slot: Slot, tmp_mb: int) -> _Started | None:
+        """Start a sandbox in ``slot`` that waits for its orders; None when it cannot."""
         if not slot.spawner.alive:
             log.error("sandbox: a slot's spawner is gone; starting a new one")
             await asyncio.to_thread(slot.spawner.close)
-            slot.spawner = await self._spawner(cgroup)
-        if cgroup is not None:
-            await asyncio.to_thread(cgroup.prepare, limits)
-        # Descriptors as the sandbox sees them: 0-2, the program, the channel, the filter.
+            slot.spawner = await self._spawner(slot.cgroup)
+        # Descriptors as the sandbox sees them: 1-2, the control socket, the channel, the
+        # filter (0 is the spawner's /dev/null until the bootstrap puts stdin there).
         fds = command.Descriptors(
-            program=3, channel=4, seccomp=5 if self._seccomp is not None else None
+            control=3, channel=4, seccomp=5 if self._seccomp is not None else None
         )
         if self.bwrap is not None:
-            argv = command.bwrap_argv(self.bwrap, self.runtime, fds, limits, call)
+            argv = command.bwrap_argv(self.bwrap, self.runtime, fds, tmp_mb)
             env: dict[str, str] = {}
         else:
-            argv = command.python_argv(self.runtime, fds, limits, call)
+            argv = command.python_argv(self.runtime, fds)
             env = command.environment(self.runtime)
+        control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         ours: list[int] = []  # read ends, kept
-        theirs: list[int] = []  # handed to the sandbox, closed here once it started
+        handed = [(theirs.detach(), fds.control)]  # closed here once the sandbox has them
         try:
-            theirs.append(_sealed("stdin", stdin))
-            for _ in ("stdout", "stderr"):
+            for target in (1, 2, fds.channel):
                 read, write = os.pipe()
                 ours.append(read)
-                theirs.append(write)
-            theirs.append(_sealed("program", code))
-            read, write = os.pipe()
-            ours.append(read)
-            theirs.append(write)
-            if self._seccomp is not None:
-                theirs.append(_sealed("seccomp", self._seccomp))
-            started = time.perf_counter()
-            await slot.spawner.spawn(argv, env, [(fd, target) for target, fd in enumerate(theirs)])
+                handed.append((write, target))
+            if fds.seccomp is not None and self._seccomp is not None:
+                handed.append((_sealed("seccomp", self._seccomp), fds.seccomp))
+            pid = await slot.spawner.spawn(argv, env, handed)
         except (SpawnerGone, OSError) as error:
             # Nothing ran: a failure of ours, never the learner's.
-            log.error("sandbox: could not start a run: %s", error)
-            for fd in ours:
-                os.close(fd)
-            return _not_started()
+            log.error("sandbox: could not start a sandbox: %s", error)
+            _Started(0, control, ours, tmp_mb).close()
+            return None
         except BaseException:
-            # Cancelled while the spawner may be starting the run: no telling where the
-            # conversation stands, so that spawner (and its run) goes.
+            # Cancelled while the spawner may be starting it: no telling where the
+            # conversation stands, so that spawner (and its sandbox) goes.
             slot.spawner.abandon()
-            for fd in ours:
-                os.close(fd)
+            _Started(0, control, ours, tmp_mb).close()
             raise
         finally:
-            for fd in theirs:
+            for fd, _ in handed:
                 os.close(fd)
-        return await self._watch(slot, ours, limits, started)
+        return _Started(pid, control, ours, tmp_mb)
+
+    async def _discard(self, slot: Slot, started: _Started) -> None:
+        """Stop a started sandbox that will not run, and take the spawner's report of it."""
+        started.close()
+        try:
+            slot.spawner.kill()
+            await asyncio.wait_for(slot.spawner.wait(), _DRAIN_SECONDS)
+        except (SpawnerGone, TimeoutError):
+            slot.spawner.abandon()
 
     async def _watch(
         self, slot: Slot, pipes: list[int], limits: Limits, started: float
@@ -390,7 +486,11 @@ class Sandbox:
                 exited.cancel()
                 slot.spawner.abandon()  # its exit report may still come: out of step
             if cgroup is not None:
-                usage = await asyncio.to_thread(cgroup.collect)
+                try:
+                    usage = await asyncio.to_thread(cgroup.collect)
+                except (OSError, RuntimeError) as error:
+                    # The run's verdict stands; its usage is unknown.
+                    log.error("sandbox: could not read or empty the slot's cgroups: %s", error)
         duration_ms = round((time.perf_counter() - started) * 1000, 1)
         frames = _frames(bytes(channel.data))
         exception = _first(frames, b"X")
