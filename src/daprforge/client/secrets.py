@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import Any
 
 from daprforge.client.errors import error_from_response
 from daprforge.client.transport import Transport, metadata_params, segment
@@ -25,18 +26,8 @@ class SecretsAPI:
         *,
         metadata: Mapping[str, str] | None = None,
     ) -> dict[str, str]:
-        response = await self._transport.request(
-            "secrets.get",
-            "GET",
-            f"/v1.0/secrets/{segment(store)}/{segment(key)}",
-            idempotent=True,
-            params=metadata_params(metadata),
-        )
-        if response.status_code >= 400:
-            raise error_from_response(response)
-        if response.status_code == 204 or not response.content:
-            return {}
-        return {str(k): str(v) for k, v in json.loads(response.content).items()}
+        found = await self._get("secrets.get", f"{segment(store)}/{segment(key)}", metadata)
+        return {str(k): str(v) for k, v in found.items()}
 
     async def get_bulk(
         self,
@@ -45,10 +36,18 @@ class SecretsAPI:
         metadata: Mapping[str, str] | None = None,
     ) -> dict[str, dict[str, str]]:
         """Every secret the app may read: ``{secret name: {key: value}}``."""
+        found = await self._get("secrets.get_bulk", f"{segment(store)}/bulk", metadata)
+        return {
+            str(name): {str(k): str(v) for k, v in values.items()} for name, values in found.items()
+        }
+
+    async def _get(
+        self, name: str, path: str, metadata: Mapping[str, str] | None
+    ) -> dict[str, Any]:
         response = await self._transport.request(
-            "secrets.get_bulk",
+            name,
             "GET",
-            f"/v1.0/secrets/{segment(store)}/bulk",
+            f"/v1.0/secrets/{path}",
             idempotent=True,
             params=metadata_params(metadata),
         )
@@ -56,7 +55,5 @@ class SecretsAPI:
             raise error_from_response(response)
         if response.status_code == 204 or not response.content:
             return {}
-        return {
-            str(name): {str(k): str(v) for k, v in values.items()}
-            for name, values in json.loads(response.content).items()
-        }
+        found: dict[str, Any] = json.loads(response.content)
+        return found
