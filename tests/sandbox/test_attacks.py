@@ -312,6 +312,18 @@ async def test_18_host_data_is_not_there(sandbox: Sandbox) -> None:
     assert result.stdout == "False\n" * 6 + "b''\n"
 
 
+async def test_18_no_other_program_of_the_host_is_there(sandbox: Sandbox) -> None:
+    # The interpreter's prefix is not bound whole (a distribution's Python has /usr there):
+    # its bin/ holds the interpreter only, and no shell or compiler is anywhere.
+    code = (
+        "import os, sys\n"
+        "print(os.listdir(os.path.dirname(sys.executable)) == [os.path.basename(sys.executable)])\n"
+        "print([p for p in ('/bin/sh', '/usr/bin/gcc', '/usr/bin/env') if os.path.exists(p)])\n"
+    )
+    result = await run(sandbox, code)
+    assert (result.status, result.stdout) == ("ok", "True\n[]\n")
+
+
 async def test_19_the_runtime_is_read_only(sandbox: Sandbox) -> None:
     code = (
         "import os, sys\n"

@@ -1,8 +1,10 @@
 """The read-only root a sandbox sees: the Python runtime and the libraries it links, no more.
 
-Found once, at start-up, from the interpreter itself (``sys.base_prefix``, the ELF program
-interpreter and what the dynamic loader resolves for the interpreter and the standard
-library's extension modules), never from a hard-coded list of distribution paths.
+Found once, at start-up, from the interpreter itself (its binary, its standard library, the
+ELF program interpreter and what the dynamic loader resolves for the interpreter and the
+standard library's extension modules), never from a hard-coded list of distribution paths.
+The prefix itself is not bound: for a distribution's Python it is ``/usr``, with every
+program and package of the host in it.
 Everything is bound read-only; host symlinks on the way (``/lib -> usr/lib`` on merged-/usr
 systems) are recreated as symlinks inside, so paths resolve as they do on the host.
 """
@@ -31,7 +33,7 @@ class PythonRuntime:
     executable: str
     """The real interpreter binary (not a venv symlink)."""
     prefix: str
-    """``sys.base_prefix``, real path: the interpreter, its shared library, the stdlib."""
+    """``sys.base_prefix``, real path (its ``bin`` holds the interpreter only, inside)."""
     hidden: tuple[str, ...]
     """Directories inside the prefix covered by an empty tmpfs (site-packages)."""
     binds: tuple[str, ...]
@@ -39,7 +41,7 @@ class PythonRuntime:
     symlinks: tuple[tuple[str, str], ...] = field(default=())
     """(target, path): symlinks recreated inside the sandbox."""
     files: tuple[str, ...] = field(default=())
-    """Single host files bound read-only (the loader cache)."""
+    """Single host files bound read-only (the interpreter, the loader cache)."""
 
 
 def find_runtime(executable: str | None = None) -> PythonRuntime:
@@ -57,7 +59,7 @@ def find_runtime(executable: str | None = None) -> PythonRuntime:
     needed = {loader} if loader else set()
     for elf in elves:
         needed |= _resolved_libraries(loader, elf)
-    plan = _Plan(prefix)
+    plan = _Plan(stdlib)
     for library in sorted(needed):
         plan.expose(library)
     site = os.path.join(stdlib, "site-packages")
@@ -76,7 +78,7 @@ def find_runtime(executable: str | None = None) -> PythonRuntime:
                 if not any(_inside(path, bound) for bound in binds)
             )
         ),
-        files=(cache,) if os.path.isfile(cache) else (),
+        files=(exe, cache) if os.path.isfile(cache) else (exe,),
     )
 
 
@@ -122,8 +124,8 @@ def _resolved_libraries(loader: str | None, elf: str) -> set[str]:
 class _Plan:
     """Binds and symlinks that make host paths resolve the same way inside."""
 
-    def __init__(self, prefix: str) -> None:
-        self._directories: set[str] = {prefix}
+    def __init__(self, stdlib: str) -> None:
+        self._directories: set[str] = {stdlib}
         self.symlinks: dict[str, str] = {}
 
     def expose(self, path: str) -> None:
