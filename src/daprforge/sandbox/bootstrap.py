@@ -32,6 +32,10 @@ def _boot():
     except OSError:
         pass
     sock = _socket.socket(fileno=control)
+    try:
+        sock.send(b"R")  # ready: up, and waiting for the run
+    except OSError:
+        os._exit(0)  # the supervisor gave this sandbox up before its run
     orders, ancillary, _, _ = sock.recvmsg(65536, _socket.CMSG_SPACE(8))
     sock.close()
     if not orders:

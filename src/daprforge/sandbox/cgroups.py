@@ -51,8 +51,6 @@ class CgroupSlot:
 
     def __init__(self, paths: dict[str, Path]) -> None:
         self.paths = paths
-        self._memory: int | None = None
-        self._pids: int | None = None
         self._oom_kills = 0
         self._baseline = 0
         self._run_memory = 0
@@ -66,35 +64,49 @@ class CgroupSlot:
         """Set the limits and reset the counters once the run's sandbox is started, just
         before its program (blocking: sysfs writes, microseconds)."""
         memory = self.paths["memory"]
-        # What the slot holds now (the spawner, the started sandbox, cached pages) comes on
-        # top of the run's own limit, so the program gets its full memory_mb and reports
-        # only its own use.
+        # What the slot holds now (the spawner, the started sandbox) comes on top of the
+        # run's own limit, so the program gets its full memory_mb and reports only its own
+        # use. File pages cached by earlier runs are not added: the kernel reclaims them
+        # when the run needs the room.
         self._baseline = int((memory / "memory.usage_in_bytes").read_text())
-        resident = min(self._baseline, _RESIDENT_ALLOWANCE)
+        resident = min(max(0, self._baseline - self._file_pages()), _RESIDENT_ALLOWANCE)
         self._run_memory = limits.memory_mb * _MIB
-        wanted = self._run_memory + resident
-        if self._memory != wanted:
-            swap = memory / "memory.memsw.limit_in_bytes"
-            has_swap = swap.exists()
-            # memsw may never be below the memory limit: open it up, then set both.
-            if has_swap:
-                swap.write_text(_UNLIMITED)
-            (memory / "memory.limit_in_bytes").write_text(str(wanted))
-            if has_swap:
-                swap.write_text(str(wanted))
-            self._memory = wanted
+        wanted = str(self._run_memory + resident)
+        # memsw may never be below the memory limit, and standby left both unlimited.
+        (memory / "memory.limit_in_bytes").write_text(wanted)
+        swap = memory / "memory.memsw.limit_in_bytes"
+        if swap.exists():
+            swap.write_text(wanted)
         # pids.current counts the spawner, the started sandbox (bwrap's two processes and the
         # interpreter, which is the program's first process), and the init of recent runs'
         # PID namespaces for a moment after they are gone (the kernel releases them lazily):
         # the program's other processes go on top of whatever is counted now.
         counted = int((self.paths["pids"] / "pids.current").read_text())
-        pids = counted + limits.processes - 1
-        if self._pids != pids:
-            (self.paths["pids"] / "pids.max").write_text(str(pids))
-            self._pids = pids
+        (self.paths["pids"] / "pids.max").write_text(str(counted + limits.processes - 1))
         (memory / "memory.max_usage_in_bytes").write_text("0")
         (self.paths["cpuacct"] / "cpuacct.usage").write_text("0")
         self._oom_kills = self._oom_kill_count()
+
+    def standby(self) -> None:
+        """Between runs: no process of the last one left, and none of its limits, which
+        must not govern the start of the next sandbox (only our code runs in it until its
+        run begins and :meth:`prepare` sets that run's). Blocking (sysfs)."""
+        self.empty()
+        memory = self.paths["memory"]
+        swap = memory / "memory.memsw.limit_in_bytes"
+        # memsw may never be below the memory limit: open it up first.
+        if swap.exists():
+            swap.write_text(_UNLIMITED)
+        (memory / "memory.limit_in_bytes").write_text(_UNLIMITED)
+        (self.paths["pids"] / "pids.max").write_text("max")
+
+    def _file_pages(self) -> int:
+        found = 0
+        for line in (self.paths["memory"] / "memory.stat").read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key in ("total_active_file", "total_inactive_file"):
+                found += int(value)
+        return found
 
     def cpu_ns(self) -> int:
         return int((self.paths["cpuacct"] / "cpuacct.usage").read_text())

@@ -46,6 +46,8 @@ _CPU_POLL_SECONDS = 0.05
 # After a kill every sandbox process is gone (PID namespace), so pipes close at once; this
 # only bounds a supervisor bug.
 _DRAIN_SECONDS = 2.0
+# From asking for a sandbox to its Python waiting for orders (milliseconds when healthy).
+_START_SECONDS = 30.0
 _SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
 
 
@@ -78,7 +80,8 @@ class _Started:
 
     def close(self) -> None:
         self.control.close()
-        for fd in self.pipes:
+        pipes, self.pipes = self.pipes, []  # never closed twice: the numbers get reused
+        for fd in pipes:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
@@ -138,6 +141,7 @@ class Sandbox:
         self._queue = queue
         self._waiting = 0
         self._warm = warm
+        self._closed = False
 
     async def _open_slots(self) -> None:
         for index in range(self._size):
@@ -262,19 +266,20 @@ class Sandbox:
         found: list[int] = []
         for slot in self._slots:
             if slot.cgroup is not None:
-                ahead = await asyncio.shield(slot.next) if slot.next is not None else None
+                ahead = await _outcome(slot.next) if slot.next is not None else None
                 spared = ahead.pid if ahead is not None else None
                 found += await asyncio.to_thread(slot.cgroup.pids, spared)
         return found
 
     async def aclose(self) -> None:
+        self._closed = True
         slots, self._slots = self._slots, []
         for slot in slots:
-            if slot.next is not None:
-                slot.next.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    if (ahead := await slot.next) is not None:
-                        ahead.close()
+            if (task := slot.next) is not None:
+                slot.next = None
+                task.cancel()
+                if (ahead := await _outcome(task)) is not None:
+                    ahead.close()
             await asyncio.to_thread(slot.spawner.close)
         if self._pool is not None:
             pool, self._pool = self._pool, None
@@ -318,46 +323,71 @@ class Sandbox:
         self, slot: Slot, code: bytes, stdin: bytes, limits: Limits, call: str | None
     ) -> Execution:
         orders = command.orders(limits, call)
-        started = await self._take(slot, limits.tmp_mb)
-        for attempt in range(2):
-            if started is None:
-                return _not_started()
-            if slot.cgroup is not None:
-                try:
-                    await asyncio.to_thread(slot.cgroup.prepare, limits)
-                except OSError as error:
-                    log.error("sandbox: could not set the slot's cgroup limits: %s", error)
-                    await self._discard(slot, started)
+        started: _Started | None = None
+        try:
+            for attempt in range(2):
+                if attempt == 0:
+                    started = await self._take(slot, limits.tmp_mb)
+                else:
+                    started = await self._launch(slot, limits.tmp_mb)
+                if started is None:
                     return _not_started()
-            program, given = _sealed("program", code), _sealed("stdin", stdin)
-            try:
-                socket.send_fds(started.control, [orders], [program, given])
-                break
-            except OSError as error:
-                # Gone while it waited (killed from outside, out of memory...): start another.
-                log.warning("sandbox: a started sandbox was gone (%s); starting another", error)
+                if await self._begin(slot, started, orders, code, stdin, limits):
+                    break
+                # Gone while it waited (killed from outside, out of memory...): once more.
                 await self._discard(slot, started)
-                started = await self._launch(slot, limits.tmp_mb) if attempt == 0 else None
-            finally:
-                os.close(program)
-                os.close(given)
-        else:
-            return _not_started()
+                started = None
+            else:
+                return _not_started()
+        except BaseException:
+            # Cancelled between taking a sandbox and watching it: no telling where the
+            # spawner's conversation stands, so it goes, and the sandbox with it.
+            if started is not None:
+                started.close()
+                slot.spawner.abandon()
+            raise
         started.control.close()
         execution = await self._watch(slot, started.pipes, limits, time.perf_counter())
         self._start_next(slot)
         return execution
 
+    async def _begin(
+        self,
+        slot: Slot,
+        started: _Started,
+        orders: bytes,
+        code: bytes,
+        stdin: bytes,
+        limits: Limits,
+    ) -> bool:
+        """Set the slot's limits for this run and hand the sandbox its orders, program and
+        stdin. False (logged) when that failed: the sandbox did not begin."""
+        try:
+            if slot.cgroup is not None:
+                await asyncio.to_thread(slot.cgroup.prepare, limits)
+            program = _sealed("program", code)
+            try:
+                given = _sealed("stdin", stdin)
+                try:
+                    socket.send_fds(started.control, [orders], [program, given])
+                finally:
+                    os.close(given)
+            finally:
+                os.close(program)
+        except OSError as error:
+            log.warning("sandbox: a started sandbox could not begin its run: %s", error)
+            return False
+        return True
+
     def _start_next(self, slot: Slot) -> None:
-        if self._warm and slot.next is None:
+        if self._warm and not self._closed and slot.next is None:
             tmp_mb = Limits().capped(self.ceiling).tmp_mb
             slot.next = asyncio.create_task(self._launch(slot, tmp_mb), name="daprforge-sandbox")
 
     async def _take(self, slot: Slot, tmp_mb: int) -> _Started | None:
         """The slot's next sandbox if it suits ``tmp_mb``, else a new one."""
-        if slot.next is not None:
-            # Shielded: a cancelled request leaves the sandbox to the slot's next run.
-            ahead = await asyncio.shield(slot.next)
+        if (task := slot.next) is not None:
+            ahead = await _outcome(task)  # a cancelled request leaves it to the next run
             slot.next = None
             # (A spawner gone since takes its sandbox along: --die-with-parent.)
             if ahead is not None and ahead.tmp_mb == tmp_mb and slot.spawner.alive:
@@ -367,11 +397,10 @@ class Sandbox:
         return await self._launch(slot, tmp_mb)
 
     async def _launch(self, slot: Slot, tmp_mb: int) -> _Started | None:
-        """Start a sandbox in ``slot`` that waits for its orders; None when it cannot."""
-        if not slot.spawner.alive:
-            log.error("sandbox: a slot's spawner is gone; starting a new one")
-            await asyncio.to_thread(slot.spawner.close)
-            slot.spawner = await self._spawner(slot.cgroup)
+        """Start a sandbox in ``slot`` and wait until its Python waits for orders; None
+        (logged) when it cannot."""
+        if self._closed:
+            return None
         # Descriptors as the sandbox sees them: 1-2, the control socket, the channel, the
         # filter (0 is the spawner's /dev/null until the bootstrap puts stdin there).
         fds = command.Descriptors(
@@ -383,32 +412,58 @@ class Sandbox:
         else:
             argv = command.python_argv(self.runtime, fds)
             env = command.environment(self.runtime)
-        control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        ours: list[int] = []  # read ends, kept
+        try:
+            if slot.cgroup is not None:
+                await asyncio.to_thread(slot.cgroup.standby)
+            if not slot.spawner.alive:
+                log.error("sandbox: a slot's spawner is gone; starting a new one")
+                await asyncio.to_thread(slot.spawner.close)
+                slot.spawner = await self._spawner(slot.cgroup)
+            control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        except (SpawnerGone, OSError, RuntimeError) as error:
+            log.error("sandbox: could not start a sandbox: %s", error)
+            return None
+        control.setblocking(False)
+        started = _Started(0, control, [], tmp_mb)
         handed = [(theirs.detach(), fds.control)]  # closed here once the sandbox has them
         try:
             for target in (1, 2, fds.channel):
                 read, write = os.pipe()
-                ours.append(read)
+                started.pipes.append(read)
                 handed.append((write, target))
             if fds.seccomp is not None and self._seccomp is not None:
                 handed.append((_sealed("seccomp", self._seccomp), fds.seccomp))
-            pid = await slot.spawner.spawn(argv, env, handed)
+            started.pid = await slot.spawner.spawn(argv, env, handed)
         except (SpawnerGone, OSError) as error:
             # Nothing ran: a failure of ours, never the learner's.
             log.error("sandbox: could not start a sandbox: %s", error)
-            _Started(0, control, ours, tmp_mb).close()
+            started.close()
             return None
         except BaseException:
             # Cancelled while the spawner may be starting it: no telling where the
             # conversation stands, so that spawner (and its sandbox) goes.
             slot.spawner.abandon()
-            _Started(0, control, ours, tmp_mb).close()
+            started.close()
             raise
         finally:
             for fd, _ in handed:
                 os.close(fd)
-        return _Started(pid, control, ours, tmp_mb)
+        # Ready once the bootstrap says so: then all of the sandbox's processes exist, and
+        # the run's limits can be set on top of what the slot holds.
+        loop = asyncio.get_running_loop()
+        try:
+            ready = await asyncio.wait_for(loop.sock_recv(started.control, 1), _START_SECONDS)
+        except (OSError, TimeoutError):
+            ready = b""
+        except BaseException:
+            started.close()
+            slot.spawner.abandon()
+            raise
+        if ready == b"R":
+            return started
+        log.error("sandbox: a sandbox did not start: %s", _tail(started.pipes[1]))
+        await self._discard(slot, started)
+        return None
 
     async def _discard(self, slot: Slot, started: _Started) -> None:
         """Stop a started sandbox that will not run, and take the spawner's report of it."""
@@ -416,8 +471,10 @@ class Sandbox:
         try:
             slot.spawner.kill()
             await asyncio.wait_for(slot.spawner.wait(), _DRAIN_SECONDS)
-        except (SpawnerGone, TimeoutError):
-            slot.spawner.abandon()
+        except BaseException as error:
+            slot.spawner.abandon()  # out of step with its reports
+            if not isinstance(error, SpawnerGone | TimeoutError):
+                raise
 
     async def _watch(
         self, slot: Slot, pipes: list[int], limits: Limits, started: float
@@ -528,6 +585,27 @@ class Sandbox:
             exception=evidence.exception,
             value=_first(frames, b"V"),
         )
+
+
+async def _outcome(task: asyncio.Task[_Started | None]) -> _Started | None:
+    """The sandbox a slot's start-ahead task made; None if it made none. Waiting does not
+    cancel the task if the waiter is cancelled: the sandbox stays for the slot's next run."""
+    await asyncio.wait({task})
+    if task.cancelled():
+        return None
+    if (error := task.exception()) is not None:
+        log.error("sandbox: starting a sandbox ahead failed: %r", error)
+        return None
+    return task.result()
+
+
+def _tail(fd: int) -> str:
+    """What a sandbox that failed to start wrote to stderr (bwrap's reason), if any."""
+    os.set_blocking(fd, False)
+    try:
+        return os.read(fd, 2000).decode("utf-8", "replace").strip() or "no message"
+    except OSError:
+        return "no message"
 
 
 def _not_started() -> Execution:
