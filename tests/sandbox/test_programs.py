@@ -103,10 +103,22 @@ async def test_an_exercise_with_passing_failing_timing_out_and_hidden_tests(
         ("hidden-fail", False, "ok"),
     ]
     assert (report.passed, report.total, report.score) == (3, 6, 0.5)
+    assert report.graded  # failing and timing-out tests are grades, not sandbox failures
     wrong = report.results[2]
     assert (wrong.expected, wrong.actual) == (6, 5)
     for hidden in report.results[4:]:
         assert (hidden.expected, hidden.actual) == (None, None)
+
+
+async def test_a_test_the_sandbox_could_not_run_leaves_the_exercise_ungraded() -> None:
+    box = await Sandbox.start(slots=1, warm=False)
+    try:
+        box.runtime = replace(box.runtime, binds=(*box.runtime.binds, "/nonexistent/runtime"))
+        report = await validate(box, "x = 1", [Case(name="x", call="x", expected=1)], LIMITS)
+        assert report.results[0].status == "internal_error"
+        assert not report.graded
+    finally:
+        await box.aclose()
 
 
 def test_comparison_is_strict_about_json_types() -> None:

@@ -52,6 +52,12 @@ class Report:
     score: float
     results: list[CaseResult]
 
+    @property
+    def graded(self) -> bool:
+        """False when a test could not run at all (``internal_error``: a failure of the
+        sandbox, never of the program): the score then says nothing about the learner."""
+        return all(result.status != "internal_error" for result in self.results)
+
 
 def normalize_output(text: str) -> str:
     """Judge0's comparison: trailing spaces of each line and trailing blank lines ignored."""
