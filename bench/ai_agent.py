@@ -23,7 +23,10 @@ What is measured:
   SDK's stream; the ``done`` event, after which the service still writes its state before
   it closes the stream). Every prompt is unique,
   so the service never answers from its cache here. "overhead" = service - direct at p50
-  (target: TTFB overhead ≤ 2 ms).
+  (target: TTFB overhead ≤ 2 ms). A third path, interleaved too, is daprforge.ai's
+  ``OpenAIProvider`` alone: the model call exactly as the service makes it (the SDK's
+  aiohttp backend, chunks read as JSON), which is faster than the typed SDK call; "layer
+  overhead" = service - provider alone is what everything else in the service costs.
 - **Cache hits/s**: ``POST /process`` with one prompt (temperature 0) from ``--concurrency``
   clients for ``--seconds``; next to it, the direct SDK's non-streamed calls/s against the
   same server, the same way.
@@ -51,9 +54,11 @@ from pathlib import Path
 import httpx
 import yaml
 from openai import AsyncOpenAI
+from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from _common import make_console, new_table, started, verdict
+from daprforge.ai import AISettings, ChatRequest, OpenAIProvider
 from daprforge.cli import app as cli
 from daprforge.launch import free_port
 from daprforge.testing import in_memory_components
@@ -123,6 +128,21 @@ async def direct_stream(sdk: AsyncOpenAI, prompt: str) -> tuple[float, float]:
     return first - started, time.perf_counter() - started
 
 
+async def provider_stream(provider: OpenAIProvider, prompt: str) -> tuple[float, float]:
+    started = time.perf_counter()
+    first = 0.0
+    request = ChatRequest(
+        [{"role": "user", "content": prompt}], "gpt-4o-mini", 500, 0.0, prompt=prompt
+    )
+    stream = await provider.open_stream(request)
+    try:
+        async for _piece in stream:
+            first = first or time.perf_counter()
+    finally:
+        await stream.aclose()
+    return first - started, time.perf_counter() - started
+
+
 async def service_stream(client: httpx.AsyncClient, prompt: str, user: str) -> tuple[float, float]:
     started = time.perf_counter()
     first = done = 0.0
@@ -175,19 +195,30 @@ async def concurrent_streams(url: str, streams: int) -> int:
 
 async def measure(args: argparse.Namespace, openai_url: str, url: str) -> None:
     console = make_console()
+    settings = AISettings(
+        _env_file=None,  # type: ignore[call-arg]
+        openai_api_key=SecretStr("bench"),
+        openai_base_url=openai_url,
+        openai_max_retries=0,
+    )
+    provider = OpenAIProvider(settings)
     async with (
         AsyncOpenAI(base_url=openai_url, api_key="bench", max_retries=0) as sdk,
         httpx.AsyncClient(base_url=url, timeout=60) as client,
     ):
         for i in range(args.warmup):
             await direct_stream(sdk, f"warm {i}")
+            await provider_stream(provider, f"warm {i}")
             await service_stream(client, f"warm {i} {uuid.uuid4().hex}", f"user-{i % 50}")
         direct: list[tuple[float, float]] = []
+        alone: list[tuple[float, float]] = []
         through: list[tuple[float, float]] = []
         for i in range(args.requests):
             prompt = f"Explain Python lists, take {i} {uuid.uuid4().hex}"
             direct.append(await direct_stream(sdk, prompt))
+            alone.append(await provider_stream(provider, prompt))
             through.append(await service_stream(client, prompt, f"user-{i % 50}"))
+        await provider.aclose()
 
         table = new_table(
             f"Streamed answers ({args.requests} each, sequential)",
@@ -195,7 +226,7 @@ async def measure(args: argparse.Namespace, openai_url: str, url: str) -> None:
             ["path", "TTFB p50", "TTFB p90", "total p50", "total p90"],
             ["path"],
         )
-        rows = {"direct SDK": direct, "through the service": through}
+        rows = {"direct SDK": direct, "provider alone": alone, "through the service": through}
         for name, values in rows.items():
             ttfb, total = [v[0] for v in values], [v[1] for v in values]
             table.add_row(
@@ -206,6 +237,9 @@ async def measure(args: argparse.Namespace, openai_url: str, url: str) -> None:
         ttfb_overhead = ms([v[0] for v in through], 50) - ms([v[0] for v in direct], 50)
         total_overhead = ms([v[1] for v in through], 50) - ms([v[1] for v in direct], 50)
         table.add_row("overhead (p50)", f"{ttfb_overhead:.2f}", "", f"{total_overhead:.2f}", "")
+        layer_ttfb = ms([v[0] for v in through], 50) - ms([v[0] for v in alone], 50)
+        layer_total = ms([v[1] for v in through], 50) - ms([v[1] for v in alone], 50)
+        table.add_row("layer overhead (p50)", f"{layer_ttfb:.2f}", "", f"{layer_total:.2f}", "")
         console.print(table)
 
         cached = {"prompt": "What is a tuple?"}

@@ -34,7 +34,7 @@ from daprforge.service import create_app
 from daprforge.testing import OpenAIServer, Sidecar, serve_app, start_sidecar
 
 
-def get_agent(request: Request) -> Agent:
+async def get_agent(request: Request) -> Agent:
     agent = request.app.state.agent
     assert isinstance(agent, Agent)
     return agent

@@ -104,6 +104,31 @@ async def test_daily_budget_is_429_until_midnight(
     assert report["remaining_today"] == 0
 
 
+async def test_a_refused_stream_never_reaches_the_model(
+    settings: AISettings, openai_server: OpenAIServer, user: str
+) -> None:
+    """A stream's model request is built while the limits are read, and held: a refused
+    one is cancelled before a byte of it is sent."""
+    async with (
+        running(online(settings, openai_server, rate_limit=1)) as rated,
+        running(online(settings, openai_server, daily_token_budget=10)) as budgeted,
+    ):
+        question = {**PROMPT, "user_id": user}
+        answered = [await rated.post("/process/stream", json=question)]
+        limited = await rated.post("/process/stream", json=question)
+        answered.append(
+            await budgeted.post("/process/stream", json={**question, "user_id": f"{user}-b"})
+        )
+        over_budget = await budgeted.post(
+            "/process/stream", json={**question, "user_id": f"{user}-b"}
+        )
+    assert [response.status_code for response in answered] == [200, 200]
+    assert (limited.status_code, limited.json()["code"]) == (429, "rate_limited")
+    assert (over_budget.status_code, over_budget.json()["code"]) == (429, "token_budget_exhausted")
+    await asyncio.sleep(0.1)  # a request let go late would have arrived by now
+    assert len(openai_server.requests) == 2
+
+
 async def test_cache_serves_deterministic_answers(
     settings: AISettings, openai_server: OpenAIServer, user: str
 ) -> None:

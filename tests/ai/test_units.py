@@ -1,5 +1,5 @@
 """Pure parts of the AI layer: token estimates, messages, history trimming, cache keys,
-settings, error mapping."""
+settings, error mapping, reading stream chunks."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from daprforge.ai import (
 from daprforge.ai.cache import cache_key
 from daprforge.ai.memory import trim_history
 from daprforge.ai.prompts import turn_message
-from daprforge.ai.provider import provider_error
+from daprforge.ai.provider import _OpenAIStream, provider_error
 from daprforge.ai.sse import ServerSentEvent
 from daprforge.ai.tokens import estimate_message_tokens
 from daprforge.generator.kinds import AI_ROLES
@@ -164,3 +164,34 @@ def test_provider_errors_map_to_our_statuses(
     error = provider_error(_status_error(status, code))
     assert (error.status, error.code) == (ours, our_code)
     assert "secret" not in error.detail
+
+
+class _Chunks:
+    """Stands in for the SDK's stream of decoded chunks."""
+
+    def __init__(self, chunks: list[object]) -> None:
+        self._chunks = iter(chunks)
+
+    async def __anext__(self) -> object:
+        chunk = next(self._chunks, None)
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk
+
+
+async def test_stream_chunks_are_read_without_trusting_their_shape() -> None:
+    chunks: list[object] = [
+        {"id": "1", "choices": [], "prompt_filter_results": []},  # Azure's first chunk
+        {"model": "m-2024", "choices": [{"delta": {"role": "assistant"}}]},
+        {"choices": [{"delta": {"content": "Hel"}}]},
+        {"choices": ["odd"], "model": 7},
+        {"choices": [{"delta": None, "finish_reason": None}]},
+        {"choices": [{"delta": {"content": "lo"}, "finish_reason": "stop"}]},
+        {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": True}},
+        "not a chunk",
+    ]
+    stream = _OpenAIStream(_Chunks(chunks), "asked-model")  # type: ignore[arg-type]
+    assert [piece async for piece in stream] == ["Hel", "lo"]
+    assert (stream.model, stream.finish_reason) == ("m-2024", "stop")
+    assert stream.usage is not None
+    assert (stream.usage.prompt_tokens, stream.usage.completion_tokens) == (5, 0)

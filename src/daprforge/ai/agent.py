@@ -8,11 +8,12 @@
 Before the model is called, one bulk read fetches the user's rate-limit window and usage
 and the session (or, for a new session, the cached answer); the limits are judged on it,
 the history is trimmed to its token budget, and the request is counted by one ETag write
-that runs while the model call starts. After the answer, usage, the session's new turn and
-the cache are written in one transaction guarded by the ETags of that read (a conflict
-falls back to read-modify-write loops), and a usage event is published; best effort (a
-failure is logged, the learner still gets the answer). A stream that the client leaves, or
-that breaks, is charged an estimate in the background.
+that runs while the model call starts. (A stream of a new session has its model request
+built during that read and held, unsent, until the limits let it go.) After the answer,
+usage, the session's new turn and the cache are written in one transaction guarded by the
+ETags of that read (a conflict falls back to read-modify-write loops), and a usage event
+is published; best effort (a failure is logged, the learner still gets the answer). A
+stream that the client leaves, or that breaks, is charged an estimate in the background.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ class Agent:
     # --- answering ----------------------------------------------------------------------
 
     async def answer(self, request: ProcessRequest) -> ProcessResponse:
-        prepared = await self._prepare(request)
+        prepared = await self._prepare(request, self._fresh_chat(request))
         if prepared.cached is not None:
             await prepared.admission.commit()
             text, model = prepared.cached.text, prepared.cached.model
@@ -147,15 +148,33 @@ class Agent:
 
     async def stream(self, request: ProcessRequest) -> AnswerStream:
         """Checks, history and the upstream request: an error here is an HTTP status, not
-        a stream event."""
-        prepared = await self._prepare(request)
+        a stream event.
+
+        A new session's messages need nothing from the state store, so its model request
+        is opened at once, held before it is sent (``release``): the SDK builds it while
+        the state is read, and it goes out only after the checks passed. A refused
+        request or a cache hit cancels it unsent (the building was wasted CPU, the price
+        of a sooner first byte)."""
+        chat = self._fresh_chat(request)
+        release: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        opening: asyncio.Future[ChatStream] | None = None
+        if chat is not None:
+            opening = asyncio.ensure_future(self.provider.open_stream(chat, release=release))
+        try:
+            prepared = await self._prepare(request, chat)
+        except BaseException:
+            if opening is not None:
+                await _abandon(opening, _close_stream)
+            raise
         upstream: ChatStream
         if prepared.cached is not None:
+            if opening is not None:
+                await _abandon(opening, _close_stream)
             await prepared.admission.commit()
             upstream = _Replay(prepared.cached)
         else:
-            opening = self.provider.open_stream(prepared.chat)
-            upstream = await self._admitted(prepared, opening, close=_close_stream)
+            call = opening or self.provider.open_stream(prepared.chat, release=release)
+            upstream = await self._admitted(prepared, call, release, close=_close_stream)
         return AnswerStream(self, prepared, upstream)
 
     # --- state --------------------------------------------------------------------------
@@ -179,20 +198,26 @@ class Agent:
 
     # --- the steps ------------------------------------------------------------------------
 
-    async def _prepare(self, request: ProcessRequest) -> _Prepared:
+    def _fresh_chat(self, request: ProcessRequest) -> ChatRequest | None:
+        """The model request of a new session (None for a session that goes on: its
+        messages depend on the history)."""
+        if request.session_id is not None:
+            return None
+        return self._chat(request, [], request.context or {})
+
+    async def _prepare(self, request: ProcessRequest, chat: ChatRequest | None) -> _Prepared:
         """One bulk read for everything the request needs: the rate-limit window, the
         user's usage, and the session or (for a new session, whose messages are known
-        already) the cached answer."""
+        already: ``chat``) the cached answer."""
         now = time.time()
         user_id = request.user_id or ANONYMOUS
         session_id = request.session_id or uuid.uuid4().hex
         context = request.context or {}
         rate_key, usage_key = self.limits.key(user_id, now), self.ledger.key(user_id)
         session_key = self.sessions.key(session_id)
-        chat, key = None, None
+        key = None
         keys = [rate_key, usage_key]
-        if request.session_id is None:
-            chat = self._chat(request, [], context)
+        if chat is not None:
             key = self._cache_key(chat)
             keys += [key] if key is not None else []
         else:
@@ -221,22 +246,24 @@ class Agent:
     async def _admitted(
         self,
         prepared: _Prepared,
-        call: Coroutine[Any, Any, T],
+        call: Awaitable[T],
+        release: asyncio.Future[None] | None = None,
         close: Callable[[T], Awaitable[None]] | None = None,
     ) -> T:
-        """The model ``call``, started while the request is counted: the count is one
-        write, and a refusal from it (racing requests of the same user took the last
-        place) cancels the call, or closes what it opened."""
+        """The model ``call`` (held until ``release``, if given), let go while the
+        request is counted: the count is one write, and a refusal from it (racing
+        requests of the same user took the last place) cancels the call, or closes what
+        it opened."""
         task = asyncio.ensure_future(call)
+        if release is not None and not release.done():
+            release.set_result(None)  # the checks passed: the model request may go out
+        # Scheduled after the model request, which goes out first; the count's write
+        # returns sooner than the model's first chunk, so it is off the path to it.
+        counting = asyncio.ensure_future(prepared.admission.commit())
         try:
-            await asyncio.sleep(0)  # the model request goes out first; the count overlaps it
-            await prepared.admission.commit()
+            await counting
         except BaseException:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                result = await task
-                if close is not None:
-                    await close(result)
+            await _abandon(task, close)
             raise
         return await task
 
@@ -433,6 +460,17 @@ class AnswerStream:
 
 async def _close_stream(stream: ChatStream) -> None:
     await stream.aclose()
+
+
+async def _abandon(
+    task: asyncio.Future[T], close: Callable[[T], Awaitable[None]] | None = None
+) -> None:
+    """Cancel a model call; close what it opened if it got that far."""
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        result = await task
+        if close is not None:
+            await close(result)
 
 
 class _Replay:

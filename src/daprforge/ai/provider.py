@@ -6,18 +6,29 @@ chunk unless the endpoint is configured not to (some reject ``stream_options``),
 index ``choices`` unguarded (the usage chunk, and Azure's first chunk, have none), and are
 closed explicitly so a client that goes away stops the upstream request at once.
 
+The SDK sends through its aiohttp backend (``openai.DefaultAioHttpClient``): on loopback
+it costs about a third less CPU per call than its default httpx2 backend and brings the
+first byte ~0.7 ms sooner; aiohttp is already the runtime's HTTP client. A stream can be
+opened before its request is admitted (``release``): the SDK builds the request at once
+(most of a millisecond of CPU) while the agent reads the user's state, and a request hook
+holds it until ``release`` is done, so nothing reaches the model before the limits let
+the request through; a refused request is cancelled while it waits.
+
 ``OfflineProvider`` (``daprforge.ai.offline``) has the same shape, for offline mode.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
+import aiohttp
 import openai
-from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
+from openai.types.chat import ChatCompletionMessageParam
 from openai.types.completion_usage import CompletionUsage
 
 from daprforge.ai.errors import ProviderError
@@ -26,6 +37,9 @@ from daprforge.ai.prompts import Message
 from daprforge.ai.settings import AISettings
 
 log = logging.getLogger("daprforge.ai")
+
+_RELEASE: ContextVar[asyncio.Future[None] | None] = ContextVar("ai_release", default=None)
+"""The admission the model request being sent in this context waits for (None: none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +80,12 @@ class Provider(Protocol):
 
     async def complete(self, request: ChatRequest) -> Completion: ...
 
-    async def open_stream(self, request: ChatRequest) -> ChatStream:
-        """Start the answer; errors before the first piece raise ProviderError here."""
+    async def open_stream(
+        self, request: ChatRequest, *, release: asyncio.Future[None] | None = None
+    ) -> ChatStream:
+        """Start the answer; errors before the first piece raise ProviderError here.
+        With ``release``, nothing may reach the model before that future is done (the
+        caller cancels the call instead when the request is refused)."""
         ...
 
     async def aclose(self) -> None: ...
@@ -79,10 +97,19 @@ def provider_name(settings: AISettings) -> str:
     return "openai-compatible" if settings.openai_base_url else "openai"
 
 
+async def _hold(request: object) -> None:
+    """The SDK's request hook: a request opened before its admission waits here, built
+    but not sent. (Runs before every attempt; a retry finds the future done.)"""
+    release = _RELEASE.get()
+    if release is not None:
+        await release
+
+
 class OpenAIProvider:
-    def __init__(self, settings: AISettings, *, client: openai.AsyncOpenAI | None = None) -> None:
+    def __init__(self, settings: AISettings) -> None:
+        # Always our own client: the hold on unadmitted requests lives in its request hook.
         key = settings.openai_api_key
-        self.client = client or openai.AsyncOpenAI(
+        self.client = openai.AsyncOpenAI(
             # A local OpenAI-compatible server may need no key, but the SDK insists on one.
             api_key=key.get_secret_value() if key is not None else "unused",
             base_url=settings.openai_base_url,
@@ -90,6 +117,7 @@ class OpenAIProvider:
                 settings.openai_timeout, connect=settings.openai_connect_timeout
             ),
             max_retries=settings.openai_max_retries,
+            http_client=openai.DefaultAioHttpClient(event_hooks={"request": [_hold]}),
         )
         self.name = provider_name(settings)
         self.stream_usage = settings.openai_stream_usage
@@ -116,14 +144,29 @@ class OpenAIProvider:
             finish_reason=choice.finish_reason if choice is not None else None,
         )
 
-    async def open_stream(self, request: ChatRequest) -> ChatStream:
+    async def open_stream(
+        self, request: ChatRequest, *, release: asyncio.Future[None] | None = None
+    ) -> ChatStream:
         params = self._params(request)
         if self.stream_usage:
             params["stream_options"] = {"include_usage": True}
+        held = _RELEASE.set(release)
         try:
-            stream = await self.client.chat.completions.create(**params, stream=True)
+            # The SDK's generic post rather than chat.completions.create: the same request,
+            # retries, errors and SSE decoding, but the body is sent as built (create()
+            # first walks it against its TypedDicts, ~0.5 ms) and each chunk stays the JSON
+            # dict it was (a pydantic chunk model costs ~0.1 ms, every chunk).
+            stream = await self.client.post(
+                "/chat/completions",
+                body={**params, "stream": True},
+                cast_to=object,
+                stream=True,
+                stream_cls=openai.AsyncStream[object],
+            )
         except openai.APIError as exc:
             raise provider_error(exc) from exc
+        finally:
+            _RELEASE.reset(held)
         return _OpenAIStream(stream, request.model)
 
     async def aclose(self) -> None:
@@ -131,7 +174,10 @@ class OpenAIProvider:
 
 
 class _OpenAIStream:
-    def __init__(self, stream: openai.AsyncStream[ChatCompletionChunk], model: str) -> None:
+    """Text pieces from Chat Completions chunks, read as JSON (``ChatCompletionChunk``'s
+    shape): nothing in them is trusted to be there or to have its type."""
+
+    def __init__(self, stream: openai.AsyncStream[object], model: str) -> None:
         self._stream = stream
         self.model = model
         self.usage: TokenUsage | None = None
@@ -156,17 +202,27 @@ class _OpenAIStream:
                     code="provider_stream_broken",
                     retryable=True,
                 ) from exc
-            if chunk.model:
-                self.model = chunk.model
-            if chunk.usage is not None:
-                self.usage = _usage(chunk.usage)
-            if not chunk.choices:  # the usage chunk; Azure's prompt-filter chunk
+            if not isinstance(chunk, dict):
                 continue
-            choice = chunk.choices[0]
-            if choice.finish_reason:
-                self.finish_reason = choice.finish_reason
-            if choice.delta.content:
-                return choice.delta.content
+            model = chunk.get("model")
+            if model and isinstance(model, str):
+                self.model = model
+            usage = chunk.get("usage")
+            if isinstance(usage, dict):
+                self.usage = _usage_of(usage)
+            choices = chunk.get("choices")
+            if not choices or not isinstance(choices, list):
+                continue  # the usage chunk; Azure's prompt-filter chunk
+            choice = choices[0]
+            if not isinstance(choice, dict):
+                continue
+            finish = choice.get("finish_reason")
+            if finish and isinstance(finish, str):
+                self.finish_reason = finish
+            delta = choice.get("delta")
+            content = delta.get("content") if isinstance(delta, dict) else None
+            if content and isinstance(content, str):
+                return content
 
     async def aclose(self) -> None:
         await self._stream.close()
@@ -182,6 +238,20 @@ def _usage(usage: CompletionUsage | None) -> TokenUsage | None:
     )
 
 
+def _usage_of(usage: dict[str, Any]) -> TokenUsage:
+    """A chunk's ``usage`` object; a count that is missing or no integer counts 0."""
+
+    def count(name: str) -> int:
+        value = usage.get(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+    return TokenUsage(
+        prompt_tokens=count("prompt_tokens"),
+        completion_tokens=count("completion_tokens"),
+        total_tokens=count("total_tokens"),
+    )
+
+
 def provider_error(exc: openai.APIError) -> ProviderError:
     """Our answer for a failed call, after the SDK's retries: what kind of failure, never
     the provider's text."""
@@ -192,11 +262,11 @@ def provider_error(exc: openai.APIError) -> ProviderError:
         type(exc).__name__,
         extra={"provider_status": status, "provider_request_id": request_id},
     )
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, openai.APITimeoutError) and not _connection_failed(exc):
         return ProviderError(
             504, "The model did not answer in time.", code="provider_timeout", retryable=True
         )
-    if isinstance(exc, openai.APIConnectionError):
+    if isinstance(exc, openai.APIConnectionError):  # an APITimeoutError too
         return ProviderError(
             503, "The model provider cannot be reached.", code="provider_unreachable",
             retry_after=5,
@@ -223,6 +293,17 @@ def provider_error(exc: openai.APIError) -> ProviderError:
     return ProviderError(
         502, "The model provider reported an error.", code="provider_error", retryable=True
     )
+
+
+def _connection_failed(exc: BaseException) -> bool:
+    """The SDK's aiohttp backend reports every failed connection (refused, reset, closed
+    by the server) as a connect timeout; only aiohttp's timeout errors are timeouts."""
+    cause = exc.__cause__
+    while cause is not None:
+        if isinstance(cause, aiohttp.ClientConnectionError):
+            return not isinstance(cause, aiohttp.ServerTimeoutError)
+        cause = cause.__cause__
+    return False
 
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:

@@ -79,7 +79,11 @@ class OfflineProvider:
         text = await asyncio.to_thread(offline_answer, self.role, request.prompt, request.context)
         return Completion(text, OFFLINE_MODEL, _usage(request, text), "stop")
 
-    async def open_stream(self, request: ChatRequest) -> _OfflineStream:
+    async def open_stream(
+        self, request: ChatRequest, *, release: asyncio.Future[None] | None = None
+    ) -> _OfflineStream:
+        if release is not None:  # the analysis is CPU work: none for a refused request
+            await release
         text = await asyncio.to_thread(offline_answer, self.role, request.prompt, request.context)
         return _OfflineStream(_pieces(text), _usage(request, text))
 
