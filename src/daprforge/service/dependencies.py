@@ -35,5 +35,15 @@ def get_settings(request: Request) -> ServiceSettings:
     return settings
 
 
-DaprDep = Annotated[DaprClient, Depends(get_dapr)]
-SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]
+# The dependencies are ``async`` for FastAPI's sake: it runs a plain ``def`` dependency in
+# its thread pool, a thread hop on every request for an attribute lookup.
+async def _dapr(request: Request) -> DaprClient:
+    return get_dapr(request)
+
+
+async def _settings(request: Request) -> ServiceSettings:
+    return get_settings(request)
+
+
+DaprDep = Annotated[DaprClient, Depends(_dapr)]
+SettingsDep = Annotated[ServiceSettings, Depends(_settings)]
