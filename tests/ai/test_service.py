@@ -161,6 +161,33 @@ async def test_an_unreachable_provider_is_a_503(settings: AISettings) -> None:
     assert response.json()["code"] == "provider_unreachable"
 
 
+async def test_an_unreadable_provider_reply_is_a_502(settings: AISettings) -> None:
+    """A provider whose reply is not HTTP a client can parse (a header line without a
+    colon): a clear 502, for the plain and the streamed answer, never a 500."""
+
+    async def garble(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nBad Header\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(garble, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    garbled = settings.model_copy(
+        update={"openai_base_url": f"http://127.0.0.1:{port}/v1", "openai_max_retries": 0}
+    )
+    try:
+        async with running(garbled) as client:
+            plain = await client.post("/process", json=PROMPT)
+            streamed = await client.post("/process/stream", json=PROMPT)
+    finally:
+        server.close()
+        await server.wait_closed()
+    for response in (plain, streamed):
+        assert response.status_code == 502, response.text
+        assert response.json()["code"] == "provider_failed"
+
+
 @pytest.mark.parametrize(
     ("role", "prompt", "expected"),
     [

@@ -22,7 +22,7 @@ from daprforge.ai import (
 from daprforge.ai.cache import cache_key
 from daprforge.ai.memory import trim_history
 from daprforge.ai.prompts import turn_message
-from daprforge.ai.provider import _OpenAIStream, provider_error
+from daprforge.ai.provider import _OpenAIStream, _usage_of, provider_error
 from daprforge.ai.sse import ServerSentEvent
 from daprforge.ai.tokens import estimate_message_tokens
 from daprforge.generator.kinds import AI_ROLES
@@ -195,3 +195,11 @@ async def test_stream_chunks_are_read_without_trusting_their_shape() -> None:
     assert (stream.model, stream.finish_reason) == ("m-2024", "stop")
     assert stream.usage is not None
     assert (stream.usage.prompt_tokens, stream.usage.completion_tokens) == (5, 0)
+
+
+def test_a_chunks_usage_without_a_total_is_summed_and_without_counts_is_none() -> None:
+    summed = _usage_of({"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": None})
+    assert summed is not None
+    assert (summed.prompt_tokens, summed.completion_tokens, summed.total_tokens) == (3, 4, 7)
+    # No count at all: no usage, so the agent estimates instead of charging nothing.
+    assert _usage_of({"total_tokens": 1.5}) is None

@@ -158,7 +158,7 @@ class Agent:
         chat = self._fresh_chat(request)
         release: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         opening: asyncio.Future[ChatStream] | None = None
-        if chat is not None:
+        if chat is not None and getattr(self.provider, "holds_until_release", False):
             opening = asyncio.ensure_future(self.provider.open_stream(chat, release=release))
         try:
             prepared = await self._prepare(request, chat)
@@ -173,7 +173,7 @@ class Agent:
             await prepared.admission.commit()
             upstream = _Replay(prepared.cached)
         else:
-            call = opening or self.provider.open_stream(prepared.chat, release=release)
+            call = opening or self.provider.open_stream(prepared.chat)
             upstream = await self._admitted(prepared, call, release, close=_close_stream)
         return AnswerStream(self, prepared, upstream)
 
@@ -262,10 +262,11 @@ class Agent:
         counting = asyncio.ensure_future(prepared.admission.commit())
         try:
             await counting
+            return await task
         except BaseException:
+            # Refused, or cancelled (perhaps just after the call opened its stream).
             await _abandon(task, close)
             raise
-        return await task
 
     def _chat(
         self, request: ProcessRequest, history: list[Turn], context: dict[str, Any]
@@ -465,12 +466,12 @@ async def _close_stream(stream: ChatStream) -> None:
 async def _abandon(
     task: asyncio.Future[T], close: Callable[[T], Awaitable[None]] | None = None
 ) -> None:
-    """Cancel a model call; close what it opened if it got that far."""
+    """Cancel a model call; close what it opened if it got that far. (``wait``: the
+    caller's own cancellation still reaches it, the call's does not.)"""
     task.cancel()
-    with contextlib.suppress(BaseException):
-        result = await task
-        if close is not None:
-            await close(result)
+    await asyncio.wait({task})
+    if not task.cancelled() and task.exception() is None and close is not None:
+        await close(task.result())
 
 
 class _Replay:

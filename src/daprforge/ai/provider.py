@@ -85,7 +85,9 @@ class Provider(Protocol):
     ) -> ChatStream:
         """Start the answer; errors before the first piece raise ProviderError here.
         With ``release``, nothing may reach the model before that future is done (the
-        caller cancels the call instead when the request is refused)."""
+        caller cancels the call instead when the request is refused). A provider that
+        honours ``release`` says so with a true ``holds_until_release`` attribute; the
+        agent opens other providers' streams only once the request is admitted."""
         ...
 
     async def aclose(self) -> None: ...
@@ -106,6 +108,8 @@ async def _hold(request: object) -> None:
 
 
 class OpenAIProvider:
+    holds_until_release = True
+
     def __init__(self, settings: AISettings) -> None:
         # Always our own client: the hold on unadmitted requests lives in its request hook.
         key = settings.openai_api_key
@@ -136,6 +140,8 @@ class OpenAIProvider:
             completion = await self.client.chat.completions.create(**self._params(request))
         except openai.APIError as exc:
             raise provider_error(exc) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _unreadable(exc) from exc
         choice = completion.choices[0] if completion.choices else None
         return Completion(
             text=(choice.message.content or "") if choice is not None else "",
@@ -160,11 +166,16 @@ class OpenAIProvider:
                 "/chat/completions",
                 body={**params, "stream": True},
                 cast_to=object,
+                # The API key only, as create() sends it (the default also offers an
+                # admin key from the environment).
+                options={"security": {"bearer_auth": True}},
                 stream=True,
                 stream_cls=openai.AsyncStream[object],
             )
         except openai.APIError as exc:
             raise provider_error(exc) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _unreadable(exc) from exc
         finally:
             _RELEASE.reset(held)
         return _OpenAIStream(stream, request.model)
@@ -209,7 +220,7 @@ class _OpenAIStream:
                 self.model = model
             usage = chunk.get("usage")
             if isinstance(usage, dict):
-                self.usage = _usage_of(usage)
+                self.usage = _usage_of(usage) or self.usage
             choices = chunk.get("choices")
             if not choices or not isinstance(choices, list):
                 continue  # the usage chunk; Azure's prompt-filter chunk
@@ -238,18 +249,19 @@ def _usage(usage: CompletionUsage | None) -> TokenUsage | None:
     )
 
 
-def _usage_of(usage: dict[str, Any]) -> TokenUsage:
-    """A chunk's ``usage`` object; a count that is missing or no integer counts 0."""
+def _usage_of(usage: dict[str, Any]) -> TokenUsage | None:
+    """A chunk's ``usage`` object; a count that is missing or no integer counts 0, a
+    missing total is the sum, and no count at all is no usage (the caller estimates)."""
 
     def count(name: str) -> int:
         value = usage.get(name)
         return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
-    return TokenUsage(
-        prompt_tokens=count("prompt_tokens"),
-        completion_tokens=count("completion_tokens"),
-        total_tokens=count("total_tokens"),
-    )
+    prompt, completion = count("prompt_tokens"), count("completion_tokens")
+    total = count("total_tokens") or prompt + completion
+    if not total:
+        return None
+    return TokenUsage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total)
 
 
 def provider_error(exc: openai.APIError) -> ProviderError:
@@ -292,6 +304,18 @@ def provider_error(exc: openai.APIError) -> ProviderError:
         )
     return ProviderError(
         502, "The model provider reported an error.", code="provider_error", retryable=True
+    )
+
+
+def _unreadable(exc: BaseException) -> ProviderError:
+    """The SDK's aiohttp backend lets some failures through untranslated: a reply whose
+    status line or headers aiohttp cannot parse, mostly."""
+    log.warning("the provider's reply could not be read: %s", type(exc).__name__)
+    return ProviderError(
+        502,
+        "The model provider's reply could not be read.",
+        code="provider_failed",
+        retryable=True,
     )
 
 

@@ -70,6 +70,7 @@ class OfflineProvider:
     """The provider of offline mode: no network, answers from ``offline_answer``."""
 
     name = "offline"
+    holds_until_release = True
 
     def __init__(self, role: Role) -> None:
         self.role = role
