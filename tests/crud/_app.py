@@ -51,7 +51,7 @@ SPEC = ResourceSpec(
 )
 
 
-def get_store(request: Request) -> ResourceStore[Any]:
+async def get_store(request: Request) -> ResourceStore[Any]:
     store = request.app.state.store
     assert isinstance(store, ResourceStore)
     return store
