@@ -12,19 +12,15 @@ either shows as a 412 (the client's If-Match is stale) or, without If-Match, the
 is applied again on the fresh copy.
 
 Lists use the store's query API when it has one. Otherwise ids live in index buckets,
-``<plural>-index:NN`` = ``{"ids": "id,id,...", "outbox": [pending event ids]}``, changed in
-the same transaction as every write (compare-and-swap on the bucket's ETag), so the index
+``<plural>-index:NN`` = ``{"ids": [...], "outbox": [pending event ids]}``, changed in the
+same transaction as every write (compare-and-swap on the bucket's ETag), so the index
 never disagrees with the items and a sweep can find unpublished events without a query.
-The ids are one comma-separated string rather than a JSON array: a bucket is read and
-rewritten whole by every write, and one string is far cheaper to encode, send and decode
-than thousands of them (a JSON array, as written before, is still read).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -33,17 +29,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from pydantic_core import to_json
 
-from daprforge.client import (
-    ConcurrencyError,
-    DaprClient,
-    DaprError,
-    Delete,
-    SidecarUnavailableError,
-    StateItem,
-    Upsert,
-)
+from daprforge.client import ConcurrencyError, DaprClient, DaprError, Delete, Upsert
 from daprforge.client.transport import backoff
 from daprforge.resources.cursor import (
     INVALID,
@@ -69,11 +56,6 @@ log = logging.getLogger("daprforge.resources")
 WRITE_ATTEMPTS = 20
 # Keys per bulk read when listing from the index.
 BULK_CHUNK = 500
-# Bounds of one batch of creates (one state transaction): items, and bytes of their JSON,
-# well under the sidecar's default 4 MiB body limit (each item is written twice, as the
-# item and as its created event, next to the index buckets it changes).
-CREATE_BATCH = 32
-CREATE_BATCH_BYTES = 512 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,28 +100,6 @@ class _BucketChange:
     event: str | None = None
 
 
-@dataclass(slots=True)
-class _Create:
-    """A create waiting for its batch: what it writes, and the future its request awaits."""
-
-    operations: list[Upsert]
-    buckets: list[_BucketChange]
-    event: OutboxEvent
-    size: int
-    """Bytes of the item's JSON."""
-    done: asyncio.Future[None]
-
-
-def _next_batch(queue: Sequence[_Create]) -> Sequence[_Create]:
-    """The longest prefix of ``queue`` within the batch bounds (at least one create)."""
-    size = 0
-    for count, write in enumerate(queue[:CREATE_BATCH]):
-        size += write.size
-        if count and size > CREATE_BATCH_BYTES:
-            return queue[:count]
-    return queue[:CREATE_BATCH]
-
-
 @dataclass(frozen=True, slots=True)
 class _Current:
     envelope: dict[str, Any]
@@ -182,8 +142,6 @@ class ResourceStore(Generic[M]):
             name: TypeAdapter(spec.filter_annotation(name)) for name in spec.filters
         }
         self._probe: asyncio.Task[None] | None = None
-        self._creates: list[_Create] = []
-        self._creator: asyncio.Task[None] | None = None
         self.relay: EventRelay | None = None
         if options.topic:
             self.relay = EventRelay(
@@ -233,8 +191,6 @@ class ResourceStore(Generic[M]):
                 delay = min(5.0, delay * 2)
 
     async def close(self) -> None:
-        if self._creator is not None:  # let the creates already accepted commit
-            await asyncio.wait([self._creator])
         if self._probe is not None:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -281,11 +237,13 @@ class ResourceStore(Generic[M]):
 
     # --- writes ---------------------------------------------------------------------------
 
-    def _envelope(self, item: M, revision: str) -> dict[str, Any]:
-        return self._envelope_of(item.model_dump(mode="json", by_alias=True), revision)
-
-    def _envelope_of(self, dumped: dict[str, Any], revision: str) -> dict[str, Any]:
-        return {"kind": self.kind, "rev": revision, "deleted": False, "item": dumped}
+    def _envelope(self, item: M, revision: str, *, deleted: bool = False) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "rev": revision,
+            "deleted": deleted,
+            "item": item.model_dump(mode="json", by_alias=True),
+        }
 
     def _event(self, change: str, item_id: str, changed: dict[str, Any]) -> OutboxEvent:
         event_id = new_id()
@@ -314,40 +272,41 @@ class ResourceStore(Generic[M]):
         *,
         add: bool = False,
         remove: bool = False,
-    ) -> list[_BucketChange]:
-        """What a write changes in the index: nothing, or one bucket."""
+    ) -> _BucketChange | None:
         if not indexed:
-            return []
+            return None
         event_id = event.id if self.relay is not None else None
         if not (add or remove or event_id):
-            return []
-        return [
-            _BucketChange(
-                self.bucket_of(item_id),
-                add=item_id if add else None,
-                remove=item_id if remove else None,
-                event=event_id,
-            )
-        ]
+            return None
+        return _BucketChange(
+            self.bucket_of(item_id),
+            add=item_id if add else None,
+            remove=item_id if remove else None,
+            event=event_id,
+        )
 
     async def _commit(
-        self, operations: Sequence[Upsert | Delete], buckets: Sequence[_BucketChange] = ()
+        self, operations: Sequence[Upsert | Delete], bucket: _BucketChange | None
     ) -> bool:
-        """Run ``operations`` in one transaction, with the index ``buckets`` changed too
-        (compare-and-swap on each bucket read just before). False when a compare-and-swap
-        lost."""
+        """Run ``operations`` in one transaction, with ``bucket`` changing that index
+        bucket too (compare-and-swap). False when a compare-and-swap lost."""
         ops = list(operations)
-        if buckets:
-            store = self.options.state_store
-            changes: dict[str, list[_BucketChange]] = {}
-            for change in buckets:
-                changes.setdefault(self.bucket_key(change.number), []).append(change)
-            if len(changes) == 1:
-                (key,) = changes
-                found = {key: await self.dapr.state.get(store, key)}
+        if bucket is not None:
+            key = self.bucket_key(bucket.number)
+            found = await self.dapr.state.get(self.options.state_store, key)
+            doc = found.value if found is not None and isinstance(found.value, dict) else {}
+            ids = [i for i in doc.get("ids", []) if i != bucket.remove]
+            if bucket.add:
+                ids.append(bucket.add)
+            done = self.relay.forgotten if self.relay is not None else {}
+            pending = [e for e in doc.get("outbox", []) if e not in done]
+            if bucket.event:
+                pending.append(bucket.event)
+            value = {"ids": ids, "outbox": pending}
+            if found is not None and found.etag:
+                ops.append(Upsert(key, value, etag=found.etag))
             else:
-                found = await self.dapr.state.get_bulk(store, list(changes))
-            ops += [self._bucket_write(key, found.get(key), c) for key, c in changes.items()]
+                ops.append(Upsert(key, value, concurrency="first-write"))
         try:
             if len(ops) == 1 and isinstance(ops[0], Upsert):
                 op = ops[0]
@@ -357,27 +316,6 @@ class ResourceStore(Generic[M]):
         except ConcurrencyError:
             return False
         return True
-
-    def _bucket_write(
-        self, key: str, found: StateItem[Any] | None, changes: Sequence[_BucketChange]
-    ) -> Upsert:
-        """The new value of the bucket ``key`` (read as ``found``) after ``changes``;
-        published events' ids are pruned from its outbox list on the way."""
-        doc = found.value if found is not None and isinstance(found.value, dict) else {}
-        ids = doc.get("ids", "")
-        removed = {c.remove for c in changes if c.remove}
-        if removed or not isinstance(ids, str):
-            ids = ",".join(i for i in _bucket_ids(doc) if i not in removed)
-        added = ",".join(c.add for c in changes if c.add)
-        if added:  # creates only append: no need to split the (long) string
-            ids = f"{ids},{added}" if ids else added
-        done = self.relay.forgotten if self.relay is not None else {}
-        pending = [e for e in doc.get("outbox", []) if e not in done]
-        pending += [c.event for c in changes if c.event]
-        value = {"ids": ids, "outbox": pending}
-        if found is not None and found.etag:
-            return Upsert(key, value, etag=found.etag)
-        return Upsert(key, value, concurrency="first-write")
 
     async def _index_records(self) -> list[OutboxEvent]:
         """The outbox records the index buckets list (stores without the query API);
@@ -419,73 +357,14 @@ class ResourceStore(Generic[M]):
             {**fields.model_dump(), "id": new_id(), "created_at": moment, "updated_at": moment},
         )
         revision = new_revision()
-        dumped = item.model_dump(mode="json", by_alias=True)
-        event = self._event("created", item.id, dumped)
-        write = _Create(
-            [Upsert(self.item_key(item.id), self._envelope_of(dumped, revision))],
-            self._bucket(item.id, event, await self.listing() == "index", add=True),
-            event,
-            len(to_json(dumped)),
-            asyncio.get_running_loop().create_future(),
-        )
-        write.operations += self._outbox(event)
-        # Marks a failure as seen even when the request was cancelled before it came.
-        write.done.add_done_callback(lambda done: done.cancelled() or done.exception())
-        self._creates.append(write)
-        if self._creator is None:
-            # A context of its own: the batch is no one request's (trace, request id).
-            self._creator = asyncio.create_task(
-                self._create_all(), name="daprforge-creates", context=contextvars.Context()
-            )
-        # A cancelled request cancels only its future: the batch, in its own task, still
-        # commits the item.
-        await write.done
-        return Versioned(item, revision)
-
-    async def _create_all(self) -> None:
-        """Commit the pending creates, as many per transaction as have queued up while
-        the previous one ran (group commit): one index read and one commit (an fsync on
-        SQLite) for a batch rather than for each item."""
-        try:
-            while self._creates:
-                batch = _next_batch(self._creates)
-                del self._creates[: len(batch)]
-                await self._settle(batch)
-        finally:
-            self._creator = None
-
-    async def _settle(self, batch: Sequence[_Create]) -> None:
-        """Commit ``batch`` and answer each of its requests."""
-        try:
-            await self._commit_creates(batch)
-        except Exception as exc:
-            refused = isinstance(exc, DaprError) and not isinstance(
-                exc, ConcurrencyError | SidecarUnavailableError
-            )
-            if refused and len(batch) > 1:
-                # The store refused the batch (one bad item, a body over the sidecar's
-                # limit): each half on its own, so that only what is refused fails.
-                half = len(batch) // 2
-                await self._settle(batch[:half])
-                await self._settle(batch[half:])
-                return
-            for write in batch:
-                if not write.done.done():
-                    write.done.set_exception(exc)
-            return
-        for write in batch:
-            self._announce(write.event)
-            if not write.done.done():
-                write.done.set_result(None)
-
-    async def _commit_creates(self, batch: Sequence[_Create]) -> None:
-        """Creates write new keys, so only an index bucket changed meanwhile (by another
-        process) can make the compare-and-swap lose; the batch is then tried again."""
-        operations = [op for write in batch for op in write.operations]
-        buckets = [change for write in batch for change in write.buckets]
+        event = self._event("created", item.id, item.model_dump(mode="json", by_alias=True))
+        operations = [Upsert(self.item_key(item.id), self._envelope(item, revision))]
+        operations += self._outbox(event)
+        bucket = self._bucket(item.id, event, await self.listing() == "index", add=True)
         for attempt in range(WRITE_ATTEMPTS):
-            if await self._commit(operations, buckets):
-                return
+            if await self._commit(operations, bucket):
+                self._announce(event)
+                return Versioned(item, revision)
             await asyncio.sleep(backoff(attempt, base=0.005, cap=0.2))
         raise ConcurrencyError(409, "ERR_STATE_TRANSACTION", "the index kept changing")
 
@@ -671,7 +550,7 @@ class ResourceStore(Generic[M]):
                 item_id
                 for found in buckets.values()
                 if found is not None and isinstance(found.value, dict)
-                for item_id in _bucket_ids(found.value)
+                for item_id in found.value.get("ids", [])
             }
         )
         keys = [self.item_key(item_id) for item_id in ids]
@@ -712,15 +591,6 @@ class ResourceStore(Generic[M]):
     def _sort_key(self, item: M, sort: str) -> tuple[Any, ...]:
         value = item.model_dump(mode="json", include={sort})[sort]
         return _sort_tuple(value, item.id)
-
-
-def _bucket_ids(doc: Mapping[str, Any]) -> list[str]:
-    """The ids an index bucket lists (a comma-separated string, or a list as written by
-    earlier versions)."""
-    ids = doc.get("ids") or []
-    if isinstance(ids, str):
-        return ids.split(",")
-    return [str(item_id) for item_id in ids]
 
 
 def _sort_tuple(value: Any, item_id: str) -> tuple[Any, ...]:
