@@ -206,18 +206,11 @@ class _OpenAIStream:
             except openai.APIError as exc:  # an in-band {"error": ...} event
                 raise provider_error(exc) from exc
             except Exception as exc:  # the connection broke or timed out mid-stream
-                log.warning("the provider's stream broke: %s", type(exc).__name__)
-                raise ProviderError(
-                    502,
-                    "The model provider's stream broke off.",
-                    code="provider_stream_broken",
-                    retryable=True,
-                ) from exc
+                detail = "The model provider's stream broke off."
+                raise _failed(exc, detail, "provider_stream_broken") from exc
             if not isinstance(chunk, dict):
                 continue
-            model = chunk.get("model")
-            if model and isinstance(model, str):
-                self.model = model
+            self.model = _text(chunk, "model") or self.model
             usage = chunk.get("usage")
             if isinstance(usage, dict):
                 self.usage = _usage_of(usage) or self.usage
@@ -227,12 +220,9 @@ class _OpenAIStream:
             choice = choices[0]
             if not isinstance(choice, dict):
                 continue
-            finish = choice.get("finish_reason")
-            if finish and isinstance(finish, str):
-                self.finish_reason = finish
+            self.finish_reason = _text(choice, "finish_reason") or self.finish_reason
             delta = choice.get("delta")
-            content = delta.get("content") if isinstance(delta, dict) else None
-            if content and isinstance(content, str):
+            if isinstance(delta, dict) and (content := _text(delta, "content")):
                 return content
 
     async def aclose(self) -> None:
@@ -247,6 +237,12 @@ def _usage(usage: CompletionUsage | None) -> TokenUsage | None:
         completion_tokens=usage.completion_tokens,
         total_tokens=usage.total_tokens,
     )
+
+
+def _text(data: dict[str, Any], key: str) -> str | None:
+    """``data[key]`` if it is a non-empty string."""
+    value = data.get(key)
+    return value if isinstance(value, str) and value else None
 
 
 def _usage_of(usage: dict[str, Any]) -> TokenUsage | None:
@@ -307,16 +303,15 @@ def provider_error(exc: openai.APIError) -> ProviderError:
     )
 
 
+def _failed(exc: BaseException, detail: str, code: str) -> ProviderError:
+    """A failure the SDK did not translate: a stream that broke off, or (the SDK's aiohttp
+    backend lets it through) a reply whose status line or headers cannot be parsed."""
+    log.warning("model provider: %s (%s)", code, type(exc).__name__)
+    return ProviderError(502, detail, code=code, retryable=True)
+
+
 def _unreadable(exc: BaseException) -> ProviderError:
-    """The SDK's aiohttp backend lets some failures through untranslated: a reply whose
-    status line or headers aiohttp cannot parse, mostly."""
-    log.warning("the provider's reply could not be read: %s", type(exc).__name__)
-    return ProviderError(
-        502,
-        "The model provider's reply could not be read.",
-        code="provider_failed",
-        retryable=True,
-    )
+    return _failed(exc, "The model provider's reply could not be read.", "provider_failed")
 
 
 def _connection_failed(exc: BaseException) -> bool:
