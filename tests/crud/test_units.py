@@ -136,3 +136,24 @@ def test_a_spec_refuses_server_fields_among_the_fields() -> None:
 def test_the_spec_sorts_by_server_fields_too() -> None:
     assert SPEC.sort_fields == ("created_at", "updated_at", "id", "name", "points")
     assert json.dumps(SPEC.patch.model_json_schema())  # documented in OpenAPI
+
+
+def test_fields_named_like_the_routes_own_parameters_can_be_filtered() -> None:
+    from fastapi import FastAPI
+
+    from daprforge.resources import resource_router
+
+    class Fields(BaseModel):
+        store: str
+        request: str
+
+    class Model(Fields, Resource):
+        pass
+
+    spec = ResourceSpec(
+        name="ticket", plural="tickets", fields=Fields, model=Model, filters=("store", "request")
+    )
+    app = FastAPI()
+    app.include_router(resource_router(spec, lambda: None))
+    listing = app.openapi()["paths"]["/tickets"]["get"]
+    assert {"store", "request"} <= {parameter["name"] for parameter in listing["parameters"]}

@@ -164,15 +164,16 @@ def resource_router(
 
     _signature(delete, item_id=ItemId, store=Store, request=Request)
 
+    # _request and _store: a filter is a model field, which cannot start with "_".
     async def list_items(
-        request: Request,
-        store: ResourceStore[Any],
+        _request: Request,
+        _store: ResourceStore[Any],
         limit: int,
         cursor: str | None,
         sort: str | None,
         **filters: Any,
     ) -> Any:
-        unknown = sorted(set(request.query_params) - allowed_params)
+        unknown = sorted(set(_request.query_params) - allowed_params)
         if unknown:
             names = ", ".join(spec.filters) or "none"
             raise InvalidListError(
@@ -187,14 +188,14 @@ def resource_router(
             limit=limit,
             cursor=cursor,
         )
-        page = await store.list(query)
+        page = await _store.list(query)
         body = page_model(items=page.items, next_cursor=page.next_cursor)
         return Response(body.model_dump_json(by_alias=True), media_type="application/json")
 
     _signature(
         list_items,
-        request=Request,
-        store=Store,
+        _request=Request,
+        _store=Store,
         limit=Annotated[
             int,
             Query(ge=1, le=max_limit, description="Items per page."),
