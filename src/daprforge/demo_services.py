@@ -23,7 +23,6 @@ import importlib.util
 import os
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -36,6 +35,7 @@ from rich.console import Console
 
 from daprforge.demo import Step, short
 from daprforge.generator import GeneratorError, NewRequest, prepare, render, write
+from daprforge.launch import free_port
 
 RESOURCE = "exercise"
 TOPIC = "learning-events"
@@ -92,12 +92,11 @@ class ServicesReport:
 
 
 def free_ports(count: int) -> list[int]:
-    """``count`` distinct free ports (all bound at once, so none is handed out twice)."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
+    """``count`` distinct free ports (see :func:`daprforge.launch.free_port`)."""
+    ports: set[int] = set()
+    while len(ports) < count:
+        ports.add(free_port())
+    return sorted(ports)
 
 
 def generate(scratch: Path) -> list[Service]:

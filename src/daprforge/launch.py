@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import socket
 import sys
@@ -27,10 +28,33 @@ class SidecarStartError(RuntimeError):
 
 
 def free_port() -> int:
+    """A port nothing listens on, chosen outside the kernel's ephemeral range. A port the
+    kernel hands out (``bind(0)``) is in that range, so an outgoing connection can take it
+    before our server binds it, and so can a client polling it before the server listens
+    (a TCP connection to a closed local port can connect to itself)."""
+    low, high = _ephemeral_ports()
+    for _ in range(200):
+        port = random.randint(10_000, 65_535)
+        if low <= port <= high:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        found: int = sock.getsockname()[1]
+        return found
+
+
+def _ephemeral_ports() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32_768, 60_999  # Linux's default
 
 
 class SidecarProcess:
