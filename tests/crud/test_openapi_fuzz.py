@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
+import schemathesis.specs.openapi.schemas  # imported up front: see below
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -26,6 +27,11 @@ from daprforge.launch import free_port
 from daprforge.testing import Sidecar, component, start_sidecar
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "30"))
+# schemathesis imports its OpenAPI modules on first use, which is in the fuzzing thread;
+# pytest's assertion rewriting then parses them there while the event loop's thread also
+# compiles, and CPython 3.11's AST recursion tracking is not thread-safe (a rare
+# "SystemError: AST constructor recursion depth mismatch" in CI). So they are imported at
+# collection, in the main thread.
 
 
 def generate(root: Path) -> None:
