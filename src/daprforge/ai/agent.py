@@ -52,6 +52,7 @@ from daprforge.ai.sse import ServerSentEvent
 from daprforge.ai.tokens import estimate_usage
 from daprforge.ai.usage import UsageLedger, utc_day
 from daprforge.client import DaprClient, StateItem, Upsert
+from daprforge.service.background import BackgroundTasks
 
 log = logging.getLogger("daprforge.ai")
 T = TypeVar("T")
@@ -109,7 +110,7 @@ class Agent:
             rate_limit=settings.rate_limit,
             daily_token_budget=settings.daily_token_budget,
         )
-        self._background: set[asyncio.Task[None]] = set()
+        self._background = BackgroundTasks()
 
     async def __aenter__(self) -> Agent:
         return self
@@ -124,8 +125,7 @@ class Agent:
 
     async def aclose(self) -> None:
         """Wait for the usage of finished streams to be recorded, then close the client."""
-        if self._background:
-            await asyncio.wait(self._background, timeout=10)
+        await self._background.drain(timeout=10)
         await self.provider.aclose()
 
     # --- answering ----------------------------------------------------------------------
@@ -361,10 +361,7 @@ class Agent:
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run ``work`` to its end even though its request is gone; aclose() waits for it."""
-        task = asyncio.get_running_loop().create_task(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        return task
+        return self._background.spawn(work)
 
     def _response(
         self,

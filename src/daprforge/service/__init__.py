@@ -1,6 +1,7 @@
 """The service kit: what every generated FastAPI service is built from. See docs/runtime.md."""
 
 from daprforge.service.app import create_app
+from daprforge.service.background import BackgroundTasks
 from daprforge.service.dependencies import DaprDep, SettingsDep, get_dapr, get_settings
 from daprforge.service.errors import problem
 from daprforge.service.health import ReadyCheck, add_ready_check
@@ -10,6 +11,7 @@ from daprforge.service.security import DaprTokenVerifier, require_api_key, requi
 from daprforge.service.settings import ServiceSettings
 
 __all__ = [
+    "BackgroundTasks",
     "DaprDep",
     "DaprTokenVerifier",
     "JsonFormatter",
