@@ -11,6 +11,7 @@ the limit.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
@@ -20,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -230,6 +231,24 @@ def started(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+async def calls_per_second(
+    call: Callable[[], Awaitable[object]], concurrency: int, seconds: float
+) -> float:
+    """Calls per second of ``call`` from ``concurrency`` loops for ``seconds``."""
+    count = 0
+    deadline = time.perf_counter() + seconds
+
+    async def loop() -> None:
+        nonlocal count
+        while time.perf_counter() < deadline:
+            await call()
+            count += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(loop() for _ in range(concurrency)))
+    return count / (time.perf_counter() - started)
 
 
 def process_cpu_seconds(pid: int) -> float:

@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 from typer.testing import CliRunner
 
-from _common import make_console, new_table, other_cpu_use, verdict
+from _common import calls_per_second, make_console, new_table, other_cpu_use, verdict
 from daprforge.cli import app as cli
 from daprforge.sandbox import Sandbox
 from daprforge.testing import serve_app
@@ -52,21 +52,6 @@ async def latencies(job: Job, runs: int) -> list[float]:
         await job()
         found.append((time.perf_counter() - started) * 1000)
     return found
-
-
-async def throughput(job: Job, workers: int, seconds: float) -> float:
-    done = 0
-    deadline = time.perf_counter() + seconds
-
-    async def worker() -> None:
-        nonlocal done
-        while time.perf_counter() < deadline:
-            await job()
-            done += 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(workers)))
-    return done / (time.perf_counter() - started)
 
 
 def bare_job(python: str) -> Job:
@@ -135,9 +120,9 @@ async def bench(runs: int, seconds: float, per_core: int) -> int:
         bare_ms = await latencies(bare, runs)
         boxed_ms = await latencies(sandbox_job(sandbox), runs)
         cold_ms = await latencies(sandbox_job(cold), runs)
-        bare_rate = await throughput(bare, workers, seconds)
-        boxed_rate = await throughput(sandbox_job(sandbox), workers, seconds)
-        cold_rate = await throughput(sandbox_job(cold), workers, seconds)
+        bare_rate = await calls_per_second(bare, workers, seconds)
+        boxed_rate = await calls_per_second(sandbox_job(sandbox), workers, seconds)
+        cold_rate = await calls_per_second(sandbox_job(cold), workers, seconds)
     finally:
         await sandbox.aclose()
         await cold.aclose()
@@ -148,7 +133,7 @@ async def bench(runs: int, seconds: float, per_core: int) -> int:
             httpx.AsyncClient(base_url=server.url, timeout=30) as client,
         ):
             http_ms = await latencies(http_job(client), runs)
-            http_rate = await throughput(http_job(client), workers * 2, seconds)
+            http_rate = await calls_per_second(http_job(client), workers * 2, seconds)
     for name, samples, rate in (
         ("bare python", bare_ms, bare_rate),
         ("sandbox", boxed_ms, boxed_rate),

@@ -19,7 +19,6 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import quote, urlencode
 
 import aiohttp
@@ -95,6 +94,7 @@ class Transport:
         self.observer = observer
         self._headers = {"dapr-api-token": api_token} if api_token else {}
         self._session: aiohttp.ClientSession | None = None
+        self._default_timeout = self._timeout(timeout)  # built once: every call uses it
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -174,14 +174,14 @@ class Transport:
         headers: dict[str, str],
         attempt_timeout: float | None,
     ) -> Reply:
-        options: dict[str, Any] = {"data": content} if content is not None else {}
+        timeout = self._timeout(attempt_timeout) if attempt_timeout else self._default_timeout
         async with self.session.request(
             method,
             url,
+            data=content,
             headers=headers,
-            timeout=self._timeout(attempt_timeout or self.timeout),
+            timeout=timeout,
             allow_redirects=False,  # an invoked app's redirect is its answer, as in daprd
-            **options,
         ) as response:
             body = await response.read()
             return Reply(response.status, response.reason or "", response.headers, body)

@@ -51,6 +51,14 @@ _TOPIC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 _MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,99}$")
 
 
+def _topic_name(topic: str | None, example: str) -> str | None:
+    if topic is not None and not _TOPIC.match(topic):
+        raise ValueError(
+            f"use letters, digits, '.', '_' and '-' (as Kafka topics do), e.g. {example}"
+        )
+    return topic
+
+
 def _check(function: Callable[..., Any], *args: Any) -> None:
     """Run a names check inside a validator: Pydantic reports only ValueErrors as
     validation errors, so the suggestion becomes part of the message."""
@@ -189,11 +197,7 @@ class CrudApiOptions(CommonOptions):
     @field_validator("events_topic")
     @classmethod
     def _events_topic(cls, topic: str | None) -> str | None:
-        if topic is not None and not _TOPIC.match(topic):
-            raise ValueError(
-                "use letters, digits, '.', '_' and '-' (as Kafka topics do), e.g. exercises"
-            )
-        return topic
+        return _topic_name(topic, "exercises")
 
     @property
     def topic(self) -> str:
@@ -226,11 +230,7 @@ class EventProcessorOptions(CommonOptions):
     @field_validator("topic", "dead_letter_topic")
     @classmethod
     def _topic(cls, topic: str | None) -> str | None:
-        if topic is not None and not _TOPIC.match(topic):
-            raise ValueError(
-                "use letters, digits, '.', '_' and '-' (as Kafka topics do), e.g. learning-events"
-            )
-        return topic
+        return _topic_name(topic, "learning-events")
 
     @model_validator(mode="after")
     def _distinct(self) -> EventProcessorOptions:
