@@ -95,10 +95,14 @@ def _text(content: Any) -> str:
 
 
 class OpenAIServer:
-    def __init__(self, api_key: str | None = "test-key", model: str = "test-model") -> None:
-        """``api_key=None`` accepts any key (or none)."""
+    def __init__(
+        self, api_key: str | None = "test-key", model: str = "test-model", *, record: bool = True
+    ) -> None:
+        """``api_key=None`` accepts any key (or none). ``record=False`` keeps no
+        ``requests`` (a long benchmark would grow them without end)."""
         self.api_key = api_key
         self.model = model
+        self.record = record
         self.requests: list[RecordedRequest] = []
         self.disconnects = 0
         """Streams that ended because the client went away before their end."""
@@ -214,9 +218,10 @@ class OpenAIServer:
             body = await request.json()
         except ValueError:
             body = None
-        self.requests.append(
-            RecordedRequest(request.method, request.url.path, dict(request.headers), body)
-        )
+        if self.record:
+            self.requests.append(
+                RecordedRequest(request.method, request.url.path, dict(request.headers), body)
+            )
         denied = self._unauthorized(request)
         if denied is not None:
             return denied
@@ -392,16 +397,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reply", default=None, help="the answer (default: echo)")
     parser.add_argument("--chunk-delay", type=float, default=0.0)
     args = parser.parse_args(argv)
-    server = OpenAIServer(api_key=None)
+    server = OpenAIServer(api_key=None, record=False)
     server.always(args.reply, chunk_delay=args.chunk_delay)
-    # Recording every request would grow without end over a long benchmark.
-    server.requests = _Discard()
     uvicorn.run(server.app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
-
-
-class _Discard(list[RecordedRequest]):
-    def append(self, item: RecordedRequest) -> None:
-        return None
 
 
 if __name__ == "__main__":
