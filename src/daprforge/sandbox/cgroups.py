@@ -160,15 +160,7 @@ class CgroupSlot:
             os.close(fd)
         self.empty()
         for path in self.paths.values():
-            # The kernel may hold a just-emptied cgroup for a moment.
-            for _ in range(200):
-                try:
-                    path.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.01)
+            _rmdir_patiently(path)
 
 
 class CgroupPool:
@@ -218,14 +210,20 @@ class CgroupPool:
         for slot in self.slots:
             slot.close()
         for parent in self.parents:
-            for _ in range(200):
-                try:
-                    parent.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.01)
+            _rmdir_patiently(parent)
+
+
+def _rmdir_patiently(path: Path) -> None:
+    """Remove a cgroup directory; the kernel may hold a just-emptied cgroup for a moment
+    (EBUSY), so retry for up to about two seconds. Gone already is fine."""
+    for _ in range(200):
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.01)
 
 
 def _family(root: int, pids: set[int]) -> set[int]:

@@ -142,6 +142,8 @@ class Sandbox:
         self._waiting = 0
         self._warm = warm
         self._closed = False
+        # What a sandbox started ahead is made for: the default /tmp, capped.
+        self._ahead_tmp_mb = Limits().capped(ceiling).tmp_mb
 
     async def _open_slots(self) -> None:
         for index in range(self._size):
@@ -160,10 +162,6 @@ class Sandbox:
     @property
     def insecure(self) -> bool:
         return self.bwrap is None
-
-    @property
-    def cgroups(self) -> bool:
-        return self._pool is not None
 
     @classmethod
     async def start(
@@ -381,8 +379,9 @@ class Sandbox:
 
     def _start_next(self, slot: Slot) -> None:
         if self._warm and not self._closed and slot.next is None:
-            tmp_mb = Limits().capped(self.ceiling).tmp_mb
-            slot.next = asyncio.create_task(self._launch(slot, tmp_mb), name="daprforge-sandbox")
+            slot.next = asyncio.create_task(
+                self._launch(slot, self._ahead_tmp_mb), name="daprforge-sandbox"
+            )
 
     async def _take(self, slot: Slot, tmp_mb: int) -> _Started | None:
         """The slot's next sandbox if it suits ``tmp_mb``, else a new one."""

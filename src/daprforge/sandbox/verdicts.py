@@ -4,20 +4,12 @@ from __future__ import annotations
 
 import signal as signals
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 Status = Literal[
     "ok", "runtime_error", "timeout", "memory_limit", "output_limit", "killed", "internal_error"
 ]
-STATUSES: tuple[Status, ...] = (
-    "ok",
-    "runtime_error",
-    "timeout",
-    "memory_limit",
-    "output_limit",
-    "killed",
-    "internal_error",
-)
+STATUSES: tuple[Status, ...] = get_args(Status)
 
 
 @dataclass(frozen=True)
