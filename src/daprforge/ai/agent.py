@@ -21,10 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
@@ -40,17 +39,22 @@ from daprforge.ai.models import (
     Session,
     TokenUsage,
     Turn,
-    UsageCounts,
     UsageReport,
     UserUsage,
 )
-from daprforge.ai.offline import OfflineProvider
+from daprforge.ai.offline import OFFLINE_MODEL, OfflineProvider
 from daprforge.ai.prompts import ROLE_PROMPTS, build_messages
-from daprforge.ai.provider import ChatRequest, ChatStream, OpenAIProvider, Provider
+from daprforge.ai.provider import (
+    ChatRequest,
+    ChatStream,
+    OpenAIProvider,
+    Provider,
+    TextStream,
+)
 from daprforge.ai.settings import AISettings
 from daprforge.ai.sse import ServerSentEvent
 from daprforge.ai.tokens import estimate_usage
-from daprforge.ai.usage import UsageLedger, utc_day
+from daprforge.ai.usage import UsageLedger
 from daprforge.client import DaprClient, StateItem, Upsert
 from daprforge.service.background import BackgroundTasks
 
@@ -95,7 +99,9 @@ class Agent:
             OfflineProvider(settings.ai_role) if settings.offline else OpenAIProvider(settings)
         )
         self.system_prompt = settings.system_prompt or ROLE_PROMPTS[settings.ai_role]
-        self.model = "offline" if settings.offline else settings.openai_model
+        self.model = OFFLINE_MODEL if settings.offline else settings.openai_model
+        self.max_chars = settings.max_tokens * CHARS_PER_TOKEN_CAP
+        """The most characters of an answer (``CHARS_PER_TOKEN_CAP``)."""
         self.sessions = SessionStore(
             dapr, store, ttl=settings.session_ttl, max_messages=settings.memory_max_messages
         )
@@ -139,9 +145,8 @@ class Agent:
         else:
             completion = await self._admitted(prepared, self.provider.complete(prepared.chat))
             text, model, finish = completion.text, completion.model, completion.finish_reason
-            limit = self.settings.max_tokens * CHARS_PER_TOKEN_CAP
-            if len(text) > limit:
-                text, finish = text[:limit], "length"
+            if len(text) > self.max_chars:
+                text, finish = text[: self.max_chars], "length"
             usage = completion.usage or estimate_usage(prepared.chat.messages, text)
         await self._finish(prepared, text, usage, model, finish)
         return self._response(prepared, text, usage, model, finish)
@@ -171,7 +176,9 @@ class Agent:
             if opening is not None:
                 await _abandon(opening, _close_stream)
             await prepared.admission.commit()
-            upstream = _Replay(prepared.cached)
+            cached = prepared.cached
+            # A cached answer, streamed again in pieces the size a model sends.
+            upstream = TextStream(cached.text, cached.model, finish_reason=cached.finish_reason)
         else:
             call = opening or self.provider.open_stream(prepared.chat)
             upstream = await self._admitted(prepared, call, release, close=_close_stream)
@@ -181,7 +188,7 @@ class Agent:
 
     async def usage(self, user_id: str) -> UsageReport:
         usage = await self.ledger.get(user_id)
-        today = usage.days.get(utc_day(time.time()), UsageCounts())
+        today = self.ledger.on(usage, time.time())
         budget = self.settings.daily_token_budget or None
         return UsageReport(
             **usage.model_dump(),
@@ -407,7 +414,7 @@ class AnswerStream:
                     "history_trimmed": prepared.history_dropped,
                 },
             )
-            limit = agent.settings.max_tokens * CHARS_PER_TOKEN_CAP
+            limit = agent.max_chars
             size = 0
             finish: str | None = None
             async for piece in upstream:
@@ -469,25 +476,3 @@ async def _abandon(
     await asyncio.wait({task})
     if not task.cancelled() and task.exception() is None and close is not None:
         await close(task.result())
-
-
-class _Replay:
-    """A cached answer, streamed again in pieces the size a model sends."""
-
-    def __init__(self, answer: CachedAnswer) -> None:
-        self._pieces: Iterator[str] = iter(re.findall(r"\S+\s*|\s+", answer.text))
-        self.model = answer.model
-        self.usage: TokenUsage | None = None
-        self.finish_reason: str | None = answer.finish_reason
-
-    def __aiter__(self) -> _Replay:
-        return self
-
-    async def __anext__(self) -> str:
-        piece = next(self._pieces, None)
-        if piece is None:
-            raise StopAsyncIteration
-        return piece
-
-    async def aclose(self) -> None:
-        return None

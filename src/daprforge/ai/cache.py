@@ -55,6 +55,3 @@ class ResponseCache:
             log.warning("response cache not read: %s", exc.error_code or exc.status)
             return None
         return found.value if found is not None else None
-
-    async def put(self, key: str, answer: CachedAnswer) -> None:
-        await self.dapr.state.save(self.store, key, answer, ttl=self.ttl)

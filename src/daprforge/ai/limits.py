@@ -14,8 +14,6 @@ overshot by what those use.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from daprforge.ai import state
@@ -76,14 +74,12 @@ class Limits:
         *,
         rate_limit: int,
         daily_token_budget: int,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self.dapr = dapr
         self.store = store
         self.ledger = ledger
         self.rate_limit = rate_limit
         self.daily_token_budget = daily_token_budget
-        self.clock = clock
 
     def key(self, user_id: str, now: float) -> str:
         return f"{PREFIX}{user_id}:{int(now // WINDOW)}"

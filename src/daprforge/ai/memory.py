@@ -51,19 +51,6 @@ class SessionStore:
         found = await self.dapr.state.get(self.store, self.key(session_id), type=Session)
         return found.value if found is not None else None
 
-    async def append(
-        self,
-        session_id: str,
-        user_id: str,
-        turns: Sequence[Turn],
-        current: StateItem[Session] | None = None,
-    ) -> Session:
-        """Add ``turns``; ``current`` is the session as the request read it (None: new)."""
-        change = self.appending(session_id, user_id, turns, current)
-        return await state.write(
-            self.dapr, self.store, change.key, change.change, current, type=Session, ttl=self.ttl
-        )
-
     def appending(
         self,
         session_id: str,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -12,11 +11,6 @@ MAX_PROMPT_CHARS = 20_000
 # Ids become parts of state keys: a conservative alphabet, and "||" (Dapr's key separator)
 # cannot occur.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
-_ID = re.compile(ID_PATTERN)
-
-
-def is_valid_id(value: str) -> bool:
-    return _ID.match(value) is not None
 
 
 class ProcessRequest(BaseModel):

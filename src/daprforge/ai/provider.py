@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
@@ -73,6 +74,42 @@ class ChatStream(Protocol):
     async def __anext__(self) -> str: ...
 
     async def aclose(self) -> None: ...
+
+
+_PIECE = re.compile(r"\S+\s*|\s+")
+
+
+class TextStream:
+    """A known text, streamed in pieces the size a model sends (words with their following
+    whitespace). Like a model's stream, ``usage`` and ``finish_reason`` are set only once
+    the last piece was read: a reader that stops early sees None."""
+
+    def __init__(
+        self,
+        text: str,
+        model: str,
+        *,
+        usage: TokenUsage | None = None,
+        finish_reason: str | None = None,
+    ) -> None:
+        self._pieces: Iterator[str] = iter(_PIECE.findall(text))
+        self._final = usage, finish_reason
+        self.model = model
+        self.usage: TokenUsage | None = None
+        self.finish_reason: str | None = None
+
+    def __aiter__(self) -> TextStream:
+        return self
+
+    async def __anext__(self) -> str:
+        piece = next(self._pieces, None)
+        if piece is None:
+            self.usage, self.finish_reason = self._final
+            raise StopAsyncIteration
+        return piece
+
+    async def aclose(self) -> None:
+        return None
 
 
 class Provider(Protocol):

@@ -17,7 +17,7 @@ from daprforge.ai.models import TokenUsage
 from daprforge.ai.offline.concepts import explain, find_concept
 from daprforge.ai.offline.review import extract_code, review_code
 from daprforge.ai.offline.triage import classify
-from daprforge.ai.provider import ChatRequest, Completion
+from daprforge.ai.provider import ChatRequest, Completion, TextStream
 from daprforge.ai.settings import Role
 from daprforge.ai.tokens import estimate_usage
 
@@ -61,11 +61,6 @@ def _general(prompt: str, context: Mapping[str, Any] | None) -> str:
     )
 
 
-def _pieces(text: str) -> list[str]:
-    """Stream pieces: words with their following whitespace, as a model's deltas come."""
-    return re.findall(r"\S+\s*|\s+", text)
-
-
 class OfflineProvider:
     """The provider of offline mode: no network, answers from ``offline_answer``."""
 
@@ -82,11 +77,11 @@ class OfflineProvider:
 
     async def open_stream(
         self, request: ChatRequest, *, release: asyncio.Future[None] | None = None
-    ) -> _OfflineStream:
+    ) -> TextStream:
         if release is not None:  # the analysis is CPU work: none for a refused request
             await release
         text = await asyncio.to_thread(offline_answer, self.role, request.prompt, request.context)
-        return _OfflineStream(_pieces(text), _usage(request, text))
+        return TextStream(text, OFFLINE_MODEL, usage=_usage(request, text), finish_reason="stop")
 
     async def aclose(self) -> None:
         return None
@@ -94,25 +89,3 @@ class OfflineProvider:
 
 def _usage(request: ChatRequest, text: str) -> TokenUsage:
     return estimate_usage(request.messages, text)
-
-
-class _OfflineStream:
-    def __init__(self, pieces: list[str], usage: TokenUsage) -> None:
-        self._pieces = iter(pieces)
-        self._usage = usage
-        self.model = OFFLINE_MODEL
-        self.usage: TokenUsage | None = None
-        self.finish_reason: str | None = None
-
-    def __aiter__(self) -> _OfflineStream:
-        return self
-
-    async def __anext__(self) -> str:
-        piece = next(self._pieces, None)
-        if piece is None:
-            self.usage, self.finish_reason = self._usage, "stop"
-            raise StopAsyncIteration
-        return piece
-
-    async def aclose(self) -> None:
-        return None
