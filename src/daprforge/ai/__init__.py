@@ -29,7 +29,7 @@ from daprforge.ai.models import (
 from daprforge.ai.offline import OfflineProvider, offline_answer
 from daprforge.ai.prompts import ROLE_PROMPTS, build_messages, learner_content
 from daprforge.ai.provider import ChatRequest, ChatStream, Completion, OpenAIProvider, Provider
-from daprforge.ai.settings import ROLES, AISettings, Role
+from daprforge.ai.settings import ROLES, AISettings, MaxTokens, Role, Temperature
 from daprforge.ai.sse import EventStreamResponse, ServerSentEvent
 from daprforge.ai.tokens import estimate_prompt_tokens, estimate_tokens, estimate_usage
 
@@ -48,6 +48,7 @@ __all__ = [
     "Completion",
     "EventStreamResponse",
     "LimitExceededError",
+    "MaxTokens",
     "OfflineProvider",
     "OpenAIProvider",
     "ProcessRequest",
@@ -57,6 +58,7 @@ __all__ = [
     "Role",
     "ServerSentEvent",
     "Session",
+    "Temperature",
     "TokenUsage",
     "Turn",
     "UsageCounts",

@@ -6,7 +6,7 @@ generated ai-agent subclasses it and changes only the defaults it was generated 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 
@@ -16,6 +16,11 @@ Role = Literal["general", "triage", "concepts", "code-review"]
 ROLES: tuple[Role, ...] = ("general", "triage", "concepts", "code-review")
 CacheMode = Literal["auto", "on", "off"]
 MaxTokensParam = Literal["max_completion_tokens", "max_tokens"]
+
+
+# Bounds a generated service's settings share (its subclass sets other defaults).
+MaxTokens = Annotated[int, Field(ge=1, le=128_000)]
+Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
 
 
 class AISettings(ServiceSettings):
@@ -45,9 +50,9 @@ class AISettings(ServiceSettings):
     # --- the answer ---------------------------------------------------------------------
     system_prompt: str | None = None
     """SYSTEM_PROMPT; unset: the role's built-in prompt."""
-    max_tokens: int = Field(default=500, ge=1, le=128_000)
+    max_tokens: MaxTokens = 500
     """MAX_TOKENS: most tokens in one answer."""
-    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    temperature: Temperature = 0.7
 
     # --- state ----------------------------------------------------------------------------
     memory_tokens: int = Field(default=3000, ge=0)
