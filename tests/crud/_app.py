@@ -71,5 +71,5 @@ def build_app(settings: ServiceSettings, **options: Any) -> FastAPI:
             await store.close()
 
     app = create_app(settings, lifespan=lifespan)
-    app.include_router(resource_router(SPEC, get_store, max_limit=resource_options.max_limit))
+    app.include_router(resource_router(SPEC, get_store, max_limit=100))
     return app

@@ -70,7 +70,7 @@ class Idempotency:
         except ConcurrencyError:
             item = await dapr.state.get(self.store, key)
             value: Any = item.value if item is not None else None
-            if isinstance(value, dict) and value.get("status") == _DONE:
+            if is_done(value):
                 return Claim.DONE
             # Still processing elsewhere, or the claim expired just now: try again later.
             return Claim.BUSY

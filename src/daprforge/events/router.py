@@ -340,8 +340,7 @@ class EventRouter(APIRouter):
             if unit.marker_value is not None:
                 # The handler's first read found the marker: processed already.
                 log.info("event %s on %s was processed already", event_id, where, extra=context)
-                outbox = unit.marker_value.get("outbox")
-                if outbox and not await self._flush(dapr, marker, outbox, context):
+                if not await self._publish_pending(dapr, marker, unit.marker_value, context):
                     return Outcome.RETRY, False
                 return Outcome.SUCCESS, True
             if outcome is not Outcome.SUCCESS:
@@ -396,6 +395,17 @@ class EventRouter(APIRouter):
             return False
         if done is None:
             return False
+        return await self._publish_pending(dapr, marker, done, context)
+
+    async def _publish_pending(
+        self,
+        dapr: DaprClient,
+        marker: str | None,
+        done: dict[str, Any],
+        context: dict[str, Any],
+    ) -> bool:
+        """Publish the derived events a processed event's marker still holds. False
+        (answer RETRY) when publishing failed."""
         outbox = done.get("outbox")
         if isinstance(outbox, list) and outbox:
             return await self._flush(dapr, marker, outbox, context)

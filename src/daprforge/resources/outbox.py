@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from daprforge.client import BulkMessage, BulkPublishError, CloudEvent, DaprClient, Delete
+from daprforge.client.transport import backoff
 from daprforge.resources.models import format_timestamp, now
 
 log = logging.getLogger("daprforge.resources")
@@ -172,7 +172,7 @@ class EventRelay:
     # --- the loop -------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        backoff = 0.0
+        streak = 0  # consecutive failed rounds
         while True:
             if not self._queue:
                 self._idle.set()
@@ -188,10 +188,10 @@ class EventRelay:
                 self._queue[:0] = failed  # first again, in order
                 self.failures += 1
                 # Jittered, capped exponential back-off: a broker outage is not hammered.
-                backoff = min(self.max_backoff, max(0.1, backoff * 2))
-                await asyncio.sleep(random.uniform(backoff / 2, backoff))
+                await asyncio.sleep(backoff(streak, cap=self.max_backoff))
+                streak += 1
             else:
-                backoff = 0.0
+                streak = 0
 
     async def _publish(
         self, batch: list[OutboxEvent]

@@ -96,6 +96,4 @@ class ResourceOptions:
     require_if_match: bool = True
     soft_delete: bool = False
     listing: Listing = "auto"
-    default_limit: int = 20
-    max_limit: int = 100
     index_buckets: int = 64

@@ -45,9 +45,9 @@ from daprforge.resources.errors import (
     PreconditionFailedError,
     PreconditionRequiredError,
 )
-from daprforge.resources.models import new_id, new_revision, now
+from daprforge.resources.models import format_timestamp, new_id, new_revision, now
 from daprforge.resources.outbox import EventRelay, OutboxEvent
-from daprforge.resources.preconditions import if_match_allows
+from daprforge.resources.preconditions import etag_of, if_match_allows
 from daprforge.resources.spec import M, ResourceOptions, ResourceSpec
 
 log = logging.getLogger("daprforge.resources")
@@ -237,11 +237,11 @@ class ResourceStore(Generic[M]):
 
     # --- writes ---------------------------------------------------------------------------
 
-    def _envelope(self, item: M, revision: str, *, deleted: bool = False) -> dict[str, Any]:
+    def _envelope(self, item: M, revision: str) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "rev": revision,
-            "deleted": deleted,
+            "deleted": False,
             "item": item.model_dump(mode="json", by_alias=True),
         }
 
@@ -309,8 +309,9 @@ class ResourceStore(Generic[M]):
                 ops.append(Upsert(key, value, concurrency="first-write"))
         try:
             if len(ops) == 1 and isinstance(ops[0], Upsert):
-                op = ops[0]
-                await self.dapr.state.save(self.options.state_store, op.key, op.value, etag=op.etag)
+                # One save request rather than a transaction (the Upsert whole: its etag,
+                # ttl, concurrency and metadata).
+                await self.dapr.state.save_many(self.options.state_store, [ops[0]])
             else:
                 await self.dapr.state.transaction(self.options.state_store, ops)
         except ConcurrencyError:
@@ -323,12 +324,14 @@ class ResourceStore(Generic[M]):
         store = self.options.state_store
         keys = [self.bucket_key(n) for n in range(self.options.index_buckets)]
         buckets = await self.dapr.state.get_bulk(store, keys)
-        listed = {
-            event_id: key
-            for key, found in buckets.items()
+        # Event ids without repeats, in bucket order: a sweep re-publishes an item's
+        # events in the order they happened (a set would not keep it).
+        listed = dict.fromkeys(
+            event_id
+            for found in buckets.values()
             if found is not None and isinstance(found.value, dict)
             for event_id in found.value.get("outbox", [])
-        }
+        )
         record_keys = [f"{self.spec.plural}-outbox:{event_id}" for event_id in listed]
         events: list[OutboxEvent] = []
         for start in range(0, len(record_keys), BULK_CHUNK):
@@ -379,7 +382,7 @@ class ResourceStore(Generic[M]):
             raise PreconditionFailedError(
                 "The resource changed since that ETag: GET it again, reapply your change "
                 "and send the new ETag.",
-                headers={"ETag": f'"{current.revision}"'},
+                headers={"ETag": etag_of(current.revision)},
             )
 
     async def _current(self, item_id: str) -> _Current:
@@ -447,7 +450,8 @@ class ResourceStore(Generic[M]):
             indexed = await self.listing() == "index"
             operation: Upsert | Delete
             if self.options.soft_delete:
-                envelope = {**current.envelope, "deleted": True, "deleted_at": now().isoformat()}
+                deleted_at = format_timestamp(now())
+                envelope = {**current.envelope, "deleted": True, "deleted_at": deleted_at}
                 operation = Upsert(key, envelope, etag=current.etag)
                 bucket = self._bucket(item_id, event, indexed)
             else:
