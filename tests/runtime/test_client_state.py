@@ -174,6 +174,28 @@ async def test_update_creates_and_changes(store: Store) -> None:
     assert (await dapr.state.update(name, key, double, type=Account)).balance == 10
 
 
+async def test_update_from_an_item_already_read(store: Store) -> None:
+    """``current=``: the caller's read is used first; a stale one still loses no write
+    (the conflict makes update read again), and a missing key is created first-write."""
+    dapr, name = store
+    key, fresh = new_key(), new_key()
+    await dapr.state.save(name, key, 1)
+    stale = await dapr.state.get(name, key, type=int)
+    await dapr.state.save(name, key, 10)  # someone else wrote after our read
+    seen: list[int | None] = []
+
+    def add_one(n: int | None) -> int:
+        seen.append(n)
+        return (n or 0) + 1
+
+    assert await dapr.state.update(name, key, add_one, type=int, current=stale) == 11
+    assert seen == [1, 10]  # the caller's value first, then the one read after the conflict
+    assert await dapr.state.update(name, fresh, add_one, type=int, current=None) == 1
+    item = await dapr.state.get(name, key, type=int)
+    assert item is not None
+    assert item.value == 11
+
+
 async def test_concurrent_read_modify_write_loses_no_update(store: Store) -> None:
     dapr, name = store
     key = new_key("counter")

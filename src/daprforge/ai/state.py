@@ -73,23 +73,9 @@ async def write(
     """Save ``change(current)`` if the key is still as read (ETag; first-write when it
     did not exist); after a conflict, read-modify-write until it holds (ConcurrencyError
     after ``retries``). ``change`` may run more than once and may raise to refuse."""
-    if current is not None and current.etag is None:
-        # No ETag to guard the write with: the loop reads one (or says why it cannot).
-        return await dapr.state.update(store, key, change, type=type, ttl=ttl, retries=retries)
-    value = change(current.value if current is not None else None)
-    try:
-        await dapr.state.save(
-            store,
-            key,
-            value,
-            etag=current.etag if current is not None else None,
-            concurrency="first-write" if current is None else None,
-            consistency="strong",
-            ttl=ttl,
-        )
-    except ConcurrencyError:
-        return await dapr.state.update(store, key, change, type=type, ttl=ttl, retries=retries)
-    return value
+    return await dapr.state.update(
+        store, key, change, type=type, ttl=ttl, retries=retries, current=current
+    )
 
 
 async def write_all(

@@ -9,6 +9,7 @@ mismatch a 409 (a 500 inside a transaction); both are turned into ``None`` and
 from __future__ import annotations
 
 import asyncio
+import enum
 import inspect
 import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -28,6 +29,15 @@ from daprforge.client.transport import (
 )
 
 T = TypeVar("T")
+
+
+class Unread(enum.Enum):
+    """``update(current=UNREAD)``: the caller has not read the key."""
+
+    UNREAD = enum.auto()
+
+
+UNREAD = Unread.UNREAD
 Concurrency = Literal["first-write", "last-write"]
 Consistency = Literal["strong", "eventual"]
 
@@ -439,6 +449,7 @@ class StateAPI:
         retries: int = 10,
         ttl: int | None = None,
         metadata: Mapping[str, str] | None = None,
+        current: StateItem[T] | Unread | None = UNREAD,
     ) -> T: ...
 
     @overload
@@ -452,6 +463,7 @@ class StateAPI:
         retries: int = 10,
         ttl: int | None = None,
         metadata: Mapping[str, str] | None = None,
+        current: StateItem[Any] | Unread | None = UNREAD,
     ) -> Any: ...
 
     async def update(
@@ -464,16 +476,20 @@ class StateAPI:
         retries: int = 10,
         ttl: int | None = None,
         metadata: Mapping[str, str] | None = None,
+        current: StateItem[Any] | Unread | None = UNREAD,
     ) -> Any:
         """Read ``key``, compute ``change(current)`` (current is None when the key is
         missing; sync or async), and write the result only if nobody wrote in between
         (ETag, or first-write for a new key). On a conflict it starts over, up to
         ``retries`` times, then raises ConcurrencyError. Returns the value written.
+        ``current``: the item as the caller already read it (None: missing), so an
+        uncontended update needs no read of its own.
 
         ``change`` may run more than once, so it must not have side effects."""
         attempt = 0
         while True:
-            current = await self.get(store, key, type=type, consistency="strong")
+            if isinstance(current, Unread) or (current is not None and current.etag is None):
+                current = await self.get(store, key, type=type, consistency="strong")
             new_value = change(None if current is None else current.value)
             if inspect.isawaitable(new_value):
                 new_value = await new_value
@@ -495,5 +511,6 @@ class StateAPI:
                     raise
                 await asyncio.sleep(backoff(attempt, base=0.01, cap=0.5))
                 attempt += 1
+                current = UNREAD
                 continue
             return new_value
