@@ -115,6 +115,18 @@ async def test_listing_pages_filters_and_sorts(crud: Crud) -> None:
     assert await everything(name="zulu") == []
 
 
+async def test_numbers_sort_as_numbers_on_every_store(crud: Crud) -> None:
+    """A state query sorts JSON values as text (PostgreSQL v1: 10 before 9); the stored
+    sort text keeps the query listing in the same order as the index listing."""
+    points = [9, 10, 100, 0, 2, 1_000_000, 35]
+    for value in points:
+        await create(crud, points=value)
+    for sort, expected in (("points", sorted(points)), ("-points", sorted(points)[::-1])):
+        response = await crud.client.get(URL, params={"sort": sort, "limit": 100})
+        assert response.status_code == 200, response.text
+        assert [item["points"] for item in response.json()["items"]] == expected
+
+
 async def test_bad_list_requests_are_400s(crud: Crud) -> None:
     await create(crud)
     await create(crud)

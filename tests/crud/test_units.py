@@ -4,11 +4,14 @@ models derived from a service's fields, and what a ResourceSpec accepts."""
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from daprforge.resources import (
@@ -20,9 +23,32 @@ from daprforge.resources import (
     new_id,
     patch_model,
 )
-from daprforge.resources.models import format_timestamp, is_id
+from daprforge.resources.models import format_timestamp, is_id, sort_text
 from daprforge.resources.preconditions import etag_of, if_match_allows, if_none_match_hits
 from tests.crud._app import SPEC, Exercise, ExerciseFields
+
+numbers = st.integers(min_value=-(10**400), max_value=10**400) | st.floats(
+    allow_nan=False, allow_infinity=False
+)
+
+
+@given(st.lists(numbers | st.none(), min_size=2))
+def test_sort_text_orders_numbers_and_null_like_python(values: list[int | float | None]) -> None:
+    def python_order(value: int | float | None) -> tuple[int, float | int]:
+        return (0, 0) if value is None else (1, value)
+
+    by_text = sorted(values, key=sort_text)
+    for smaller, larger in itertools.pairwise(by_text):
+        # Out of order only where the texts tie: ints rounding to one double.
+        assert python_order(smaller) <= python_order(larger) or (
+            sort_text(smaller) == sort_text(larger) and int in (type(smaller), type(larger))
+        )
+
+
+@given(st.lists(st.text(), min_size=2))
+def test_sort_text_orders_text_by_code_point(values: list[str]) -> None:
+    assert sorted(values, key=sort_text) == sorted(values)
+    assert sorted(map(sort_text, values), key=str.encode) == sorted(map(sort_text, values))
 
 
 def test_a_cursor_round_trips() -> None:

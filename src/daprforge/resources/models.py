@@ -10,8 +10,10 @@ format sorts the same as the instants it encodes.
 from __future__ import annotations
 
 import copy
+import math
 import re
 import secrets
+import struct
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -54,6 +56,28 @@ class Resource(BaseModel):
 
 
 SERVER_FIELDS = frozenset(Resource.model_fields)
+
+
+def sort_text(value: Any) -> str:
+    """``value`` (a field's JSON value) as text that sorts like the value: PostgreSQL's
+    query API sorts JSON values as text, where 10 would come before 9 and null last.
+
+    Null sorts first; a number is its IEEE 754 double as 16 hex digits, sign bit flipped
+    (negatives: every bit), which orders every double; text is itself, which sorts the
+    same as Python's str in a C collation (the byte order of UTF-8 is code point order).
+    Ints beyond 2**53 that round to one double tie (then ids decide).
+    """
+    if value is None:
+        return "0"
+    if isinstance(value, bool | int | float):
+        try:
+            number = float(value) + 0.0  # + 0.0: -0.0 becomes 0.0, as Python compares them
+        except OverflowError:  # an int beyond every double
+            number = math.inf if value > 0 else -math.inf
+        (bits,) = struct.unpack(">Q", struct.pack(">d", number))
+        bits = bits ^ 0xFFFF_FFFF_FFFF_FFFF if bits >> 63 else bits | 1 << 63
+        return f"1{bits:016x}"
+    return f"2{value}"
 
 
 _last_micros = 0

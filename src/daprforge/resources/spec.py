@@ -75,6 +75,13 @@ class ResourceSpec(Generic[M]):
     def sort_fields(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(("created_at", "updated_at", "id", *self.sorts)))
 
+    @property
+    def keyed_sorts(self) -> tuple[str, ...]:
+        """The declared sorts whose order is stored beside the item as sort text
+        (:func:`~daprforge.resources.models.sort_text`); the server's fields sort as
+        they are."""
+        return tuple(name for name in self.sorts if name not in SERVER_FIELDS)
+
     def filter_annotation(self, name: str) -> Any:
         return _without_none(self.fields.model_fields[name].annotation)
 

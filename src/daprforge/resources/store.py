@@ -3,13 +3,15 @@ version checks, change events through the outbox, and listing on any transaction
 
 Each item is one key, ``<plural>:<id>``, holding an envelope::
 
-    {"kind": "<app id>/<plural>", "rev": "<revision>", "deleted": false, "item": {...}}
+    {"kind": "<app id>/<plural>", "rev": "<revision>", "deleted": false, "item": {...},
+     "sort": {"<field>": "<sort text>"}}
 
 ``rev`` is the version clients see as the ETag; ``kind`` lets a state query (which sees
-every app's keys) find this resource's items. Writes are compare-and-swap on the state
-store's own ETag, read just before, so a concurrent change is never overwritten: it
-either shows as a 412 (the client's If-Match is stale) or, without If-Match, the change
-is applied again on the fresh copy.
+every app's keys) find this resource's items; ``sort`` holds each declared sort field as
+text that sorts like its value, since a state query sorts JSON values as text. Writes are
+compare-and-swap on the state store's own ETag, read just before, so a concurrent change
+is never overwritten: it either shows as a 412 (the client's If-Match is stale) or,
+without If-Match, the change is applied again on the fresh copy.
 
 Lists use the store's query API when it has one. Otherwise ids live in index buckets,
 ``<plural>-index:NN`` = ``{"ids": [...], "outbox": [pending event ids]}``, changed in the
@@ -45,7 +47,7 @@ from daprforge.resources.errors import (
     PreconditionFailedError,
     PreconditionRequiredError,
 )
-from daprforge.resources.models import format_timestamp, new_id, new_revision, now
+from daprforge.resources.models import format_timestamp, new_id, new_revision, now, sort_text
 from daprforge.resources.outbox import EventRelay, OutboxEvent
 from daprforge.resources.preconditions import etag_of, if_match_allows
 from daprforge.resources.spec import M, ResourceOptions, ResourceSpec
@@ -238,11 +240,13 @@ class ResourceStore(Generic[M]):
     # --- writes ---------------------------------------------------------------------------
 
     def _envelope(self, item: M, revision: str) -> dict[str, Any]:
+        sorts = item.model_dump(mode="json", include=set(self.spec.keyed_sorts))
         return {
             "kind": self.kind,
             "rev": revision,
             "deleted": False,
             "item": item.model_dump(mode="json", by_alias=True),
+            "sort": {name: sort_text(value) for name, value in sorts.items()},
         }
 
     def _event(self, change: str, item_id: str, changed: dict[str, Any]) -> OutboxEvent:
@@ -516,13 +520,14 @@ class ResourceStore(Generic[M]):
             for name, value in sorted(query.filters.items())
         ]
         order = "DESC" if query.descending else "ASC"
+        sort_key = "sort" if query.sort in self.spec.keyed_sorts else "item"
         page: dict[str, Any] = {"limit": query.limit}
         if position is not None:
             page["token"] = position["t"]
         document = {
             "filter": {"AND": conditions},
             "sort": [
-                {"key": f"item.{query.sort}", "order": order},
+                {"key": f"{sort_key}.{query.sort}", "order": order},
                 {"key": "item.id", "order": order},
             ],
             "page": page,
