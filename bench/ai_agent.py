@@ -26,7 +26,11 @@ What is measured:
   (target: TTFB overhead ≤ 2 ms). A third path, interleaved too, is daprforge.ai's
   ``OpenAIProvider`` alone: the model call exactly as the service makes it (the SDK's
   aiohttp backend, chunks read as JSON), which is faster than the typed SDK call; "layer
-  overhead" = service - provider alone is what everything else in the service costs.
+  overhead" = service - provider alone is what everything else in the service costs. A
+  fourth path is the floor of any service in between: a bare FastAPI app (no daprforge
+  service layer, no state, no limits) relaying ``OpenAIProvider``'s stream as the same SSE
+  events, under the same uvicorn; "relay overhead" = relay - direct is what the extra hop
+  alone costs on this machine.
 - **Cache hits/s**: ``POST /process`` with one prompt (temperature 0) from ``--concurrency``
   clients for ``--seconds``; next to it, the direct SDK's non-streamed calls/s against the
   same server, the same way.
@@ -67,10 +71,57 @@ ANSWER = " ".join(f"word{i}" for i in range(24))
 TTFB_TARGET_MS = 2.0
 
 
+RELAY_APP = '''
+"""The floor: one FastAPI hop between client and model, nothing else."""
+import json
+import os
+
+from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, SecretStr
+
+from daprforge.ai import AISettings, ChatRequest, OpenAIProvider
+
+app = FastAPI()
+provider = OpenAIProvider(
+    AISettings(
+        _env_file=None,
+        openai_api_key=SecretStr("bench"),
+        openai_base_url=os.environ["OPENAI_BASE_URL"],
+        openai_max_retries=0,
+    )
+)
+
+
+class Ask(BaseModel):
+    prompt: str
+
+
+@app.post("/relay/stream")
+async def relay(ask: Ask) -> StreamingResponse:
+    request = ChatRequest(
+        [{"role": "user", "content": ask.prompt}], "gpt-4o-mini", 500, 0.0, prompt=ask.prompt
+    )
+    stream = await provider.open_stream(request)
+
+    async def events():
+        try:
+            async for piece in stream:
+                yield f"event: delta\\ndata: {json.dumps({'text': piece})}\\n\\n"
+        finally:
+            await stream.aclose()
+        yield "event: done\\ndata: {}\\n\\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+'''
+
+
 @contextlib.contextmanager
-def stack(tmp: Path) -> Iterator[tuple[str, str]]:
-    """The three servers; yields (OpenAI base URL, service URL)."""
+def stack(tmp: Path) -> Iterator[tuple[str, str, str]]:
+    """The four servers; yields (OpenAI base URL, service URL, relay URL)."""
     openai_port, sidecar_port, app_port = free_port(), free_port(), free_port()
+    relay_port = free_port()
+    (tmp / "relay_app.py").write_text(RELAY_APP)
     project = tmp / "agent"
     result = CliRunner().invoke(
         cli, ["new", "ai-agent", "bench-agent", "--defaults", "--dir", str(project)]
@@ -109,8 +160,14 @@ def stack(tmp: Path) -> Iterator[tuple[str, str]]:
                 "DAILY_TOKEN_BUDGET": "1000000000",
             },
         ),
+        started(
+            [py, "-m", "uvicorn", "relay_app:app", "--port", str(relay_port), "--loop", "uvloop",
+             "--http", "httptools", "--no-access-log", "--log-level", "warning"],
+            f"http://127.0.0.1:{relay_port}/docs", tmp / "relay.log", cwd=tmp,
+            env=os.environ | {"OPENAI_BASE_URL": openai_url},
+        ),
     ):  # fmt: skip
-        yield openai_url, f"http://127.0.0.1:{app_port}"
+        yield openai_url, f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{relay_port}"
 
 
 async def direct_stream(sdk: AsyncOpenAI, prompt: str) -> tuple[float, float]:
@@ -143,11 +200,13 @@ async def provider_stream(provider: OpenAIProvider, prompt: str) -> tuple[float,
     return first - started, time.perf_counter() - started
 
 
-async def service_stream(client: httpx.AsyncClient, prompt: str, user: str) -> tuple[float, float]:
+async def service_stream(
+    client: httpx.AsyncClient, prompt: str, user: str, path: str = "/process/stream"
+) -> tuple[float, float]:
     started = time.perf_counter()
     first = done = 0.0
     body = {"prompt": prompt, "user_id": user}
-    async with client.stream("POST", "/process/stream", json=body) as response:
+    async with client.stream("POST", path, json=body) as response:
         response.raise_for_status()
         async for line in response.aiter_lines():
             if not first and line == "event: delta":
@@ -177,7 +236,7 @@ async def concurrent_streams(url: str, streams: int) -> int:
     return sum(isinstance(result, BaseException) for result in results)
 
 
-async def measure(args: argparse.Namespace, openai_url: str, url: str) -> None:
+async def measure(args: argparse.Namespace, openai_url: str, url: str, relay_url: str) -> None:
     console = make_console()
     settings = AISettings(
         _env_file=None,  # type: ignore[call-arg]
@@ -189,18 +248,22 @@ async def measure(args: argparse.Namespace, openai_url: str, url: str) -> None:
     async with (
         AsyncOpenAI(base_url=openai_url, api_key="bench", max_retries=0) as sdk,
         httpx.AsyncClient(base_url=url, timeout=60) as client,
+        httpx.AsyncClient(base_url=relay_url, timeout=60) as relay_client,
     ):
         for i in range(args.warmup):
             await direct_stream(sdk, f"warm {i}")
             await provider_stream(provider, f"warm {i}")
             await service_stream(client, f"warm {i} {uuid.uuid4().hex}", f"user-{i % 50}")
+            await service_stream(relay_client, f"warm {i}", "", "/relay/stream")
         direct: list[tuple[float, float]] = []
         alone: list[tuple[float, float]] = []
+        relayed: list[tuple[float, float]] = []
         through: list[tuple[float, float]] = []
         for i in range(args.requests):
             prompt = f"Explain Python lists, take {i} {uuid.uuid4().hex}"
             direct.append(await direct_stream(sdk, prompt))
             alone.append(await provider_stream(provider, prompt))
+            relayed.append(await service_stream(relay_client, prompt, "", "/relay/stream"))
             through.append(await service_stream(client, prompt, f"user-{i % 50}"))
         await provider.aclose()
 
@@ -210,7 +273,12 @@ async def measure(args: argparse.Namespace, openai_url: str, url: str) -> None:
             ["path", "TTFB p50", "TTFB p90", "total p50", "total p90"],
             ["path"],
         )
-        rows = {"direct SDK": direct, "provider alone": alone, "through the service": through}
+        rows = {
+            "direct SDK": direct,
+            "provider alone": alone,
+            "bare FastAPI relay": relayed,
+            "through the service": through,
+        }
         for name, values in rows.items():
             ttfb, total = [v[0] for v in values], [v[1] for v in values]
             table.add_row(
@@ -224,6 +292,9 @@ async def measure(args: argparse.Namespace, openai_url: str, url: str) -> None:
         layer_ttfb = ms([v[0] for v in through], 50) - ms([v[0] for v in alone], 50)
         layer_total = ms([v[1] for v in through], 50) - ms([v[1] for v in alone], 50)
         table.add_row("layer overhead (p50)", f"{layer_ttfb:.2f}", "", f"{layer_total:.2f}", "")
+        hop_ttfb = ms([v[0] for v in relayed], 50) - ms([v[0] for v in direct], 50)
+        hop_total = ms([v[1] for v in relayed], 50) - ms([v[1] for v in direct], 50)
+        table.add_row("relay overhead (p50)", f"{hop_ttfb:.2f}", "", f"{hop_total:.2f}", "")
         console.print(table)
 
         cached = {"prompt": "What is a tuple?"}
