@@ -21,7 +21,7 @@ from daprforge.ai import (
 )
 from daprforge.ai.cache import cache_key
 from daprforge.ai.memory import trim_history
-from daprforge.ai.prompts import turn_message
+from daprforge.ai.prompts import Message, turn_message
 from daprforge.ai.provider import _OpenAIStream, _usage_of, provider_error
 from daprforge.ai.sse import ServerSentEvent
 from daprforge.ai.tokens import estimate_message_tokens
@@ -74,12 +74,16 @@ def cost(turn: Turn) -> int:
     return estimate_message_tokens(turn_message(turn))
 
 
+def messages(history: list[Turn]) -> list[Message]:
+    return [turn_message(turn) for turn in history]
+
+
 def test_history_keeps_the_newest_turns_within_the_budget() -> None:
     history = turns(10)
     budget = sum(cost(turn) for turn in history[-4:]) + 1
     kept, dropped = trim_history(history, budget)
-    assert (kept, dropped) == (history[-4:], 6)
-    assert trim_history(history, 10_000) == (history, 0)
+    assert (kept, dropped) == (messages(history[-4:]), 6)
+    assert trim_history(history, 10_000) == (messages(history), 0)
     assert trim_history(history, 0) == ([], 10)
 
 
@@ -87,7 +91,7 @@ def test_history_never_starts_with_an_answer() -> None:
     history = turns(4)
     budget = sum(cost(turn) for turn in history[-3:])  # assistant, user, assistant
     kept, dropped = trim_history(history, budget)
-    assert kept == history[-2:]
+    assert kept == messages(history[-2:])
     assert dropped == 2
 
 

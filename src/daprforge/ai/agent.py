@@ -43,7 +43,7 @@ from daprforge.ai.models import (
     UserUsage,
 )
 from daprforge.ai.offline import OFFLINE_MODEL, OfflineProvider
-from daprforge.ai.prompts import ROLE_PROMPTS, build_messages
+from daprforge.ai.prompts import ROLE_PROMPTS, Message, build_messages
 from daprforge.ai.provider import (
     ChatRequest,
     ChatStream,
@@ -276,7 +276,7 @@ class Agent:
             raise
 
     def _chat(
-        self, request: ProcessRequest, history: list[Turn], context: dict[str, Any]
+        self, request: ProcessRequest, history: list[Message], context: dict[str, Any]
     ) -> ChatRequest:
         return ChatRequest(
             messages=build_messages(self.system_prompt, history, request.prompt, context),

@@ -13,26 +13,28 @@ from collections.abc import Sequence
 
 from daprforge.ai import state
 from daprforge.ai.models import Session, Turn
-from daprforge.ai.prompts import turn_message
+from daprforge.ai.prompts import Message, turn_message
 from daprforge.ai.tokens import estimate_message_tokens
 from daprforge.client import DaprClient, StateItem
 
 PREFIX = "ai-session:"
 
 
-def trim_history(turns: Sequence[Turn], budget: int) -> tuple[list[Turn], int]:
-    """The newest turns that fit in ``budget`` estimated tokens, starting on a user turn
-    (a reply without its question confuses models), and how many were left out."""
-    kept: list[Turn] = []
+def trim_history(turns: Sequence[Turn], budget: int) -> tuple[list[Message], int]:
+    """The messages of the newest turns that fit in ``budget`` estimated tokens, starting
+    on a user turn (a reply without its question confuses models), and how many turns
+    were left out."""
+    kept: list[Message] = []
     used = 0
     for turn in reversed(turns):
-        cost = estimate_message_tokens(turn_message(turn))
+        message = turn_message(turn)
+        cost = estimate_message_tokens(message)
         if used + cost > budget:
             break
-        kept.append(turn)
+        kept.append(message)
         used += cost
     kept.reverse()
-    while kept and kept[0].role != "user":
+    while kept and kept[0]["role"] != "user":
         kept.pop(0)
     return kept, len(turns) - len(kept)
 

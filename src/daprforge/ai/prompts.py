@@ -75,12 +75,14 @@ def turn_message(turn: Turn) -> Message:
 
 def build_messages(
     system_prompt: str,
-    history: Sequence[Turn],
+    history: Sequence[Message],
     prompt: str,
     context: Mapping[str, Any] | None,
 ) -> list[Message]:
+    """The system message, the ``history`` (earlier turns as :func:`turn_message` made
+    them; ``trim_history`` gives them so) and the new learner input."""
     return [
         system_message(system_prompt),
-        *(turn_message(turn) for turn in history),
+        *history,
         {"role": "user", "content": learner_content(prompt, context)},
     ]
