@@ -245,9 +245,10 @@ def _unused_imports(tree: ast.Module) -> list[Finding]:
     ]
 
 
-def lint(code: str) -> list[Finding]:
-    """Findings for code that compiles, sorted by line."""
-    tree = ast.parse(code)
+def lint(code: str, tree: ast.Module | None = None) -> list[Finding]:
+    """Findings for code that compiles (``tree``: its parse, if made already), sorted by
+    line."""
+    tree = ast.parse(code) if tree is None else tree
     checks = _Checks()
     checks.visit(tree)
     findings = checks.findings + _unused_imports(tree)
@@ -274,8 +275,8 @@ def review_code(code: str, *, limit: int = 12) -> str:
             parts.append(f"\nHint: {problem.hint}")
         return "\n".join(parts)
     try:
-        findings = lint(code)
         tree = ast.parse(code)
+        findings = lint(code, tree)
     except (RecursionError, MemoryError):
         # compile() accepts some nesting that a recursive walk of the tree cannot take.
         return "Your code compiles, but it is too deeply nested to check; split it up."
