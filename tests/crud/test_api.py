@@ -115,6 +115,58 @@ async def test_listing_pages_filters_and_sorts(crud: Crud) -> None:
     assert await everything(name="zulu") == []
 
 
+async def test_an_idempotency_key_makes_a_retried_create_answer_with_the_first_item(
+    crud: Crud,
+) -> None:
+    body = {"name": "Lists", "points": 2}
+    first = await crud.client.post(URL, json=body, headers={"Idempotency-Key": "order-1"})
+    assert first.status_code == 201, first.text
+    assert "idempotent-replayed" not in first.headers
+    again = await crud.client.post(URL, json=body, headers={"Idempotency-Key": "order-1"})
+    assert again.status_code == 201, again.text
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    assert again.headers["location"] == first.headers["location"]
+    other = await crud.client.post(URL, json=body, headers={"Idempotency-Key": "order-2"})
+    assert other.json()["id"] != first.json()["id"]
+    listed = (await crud.client.get(URL)).json()["items"]
+    assert sorted(item["id"] for item in listed) == sorted([first.json()["id"], other.json()["id"]])
+    await crud.wait_for_events(2)
+    await asyncio.sleep(0.2)  # a third event would have arrived by now
+    assert sorted(e.data["id"] for e in crud.events) == sorted(i["id"] for i in listed)
+
+
+async def test_concurrent_creates_with_one_idempotency_key_make_one_item(crud: Crud) -> None:
+    headers = {"Idempotency-Key": "burst"}
+    answers = await asyncio.gather(
+        *(crud.client.post(URL, json={"name": "Sets"}, headers=headers) for _ in range(8))
+    )
+    assert [a.status_code for a in answers] == [201] * 8, [a.text for a in answers]
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert sum(a.headers.get("idempotent-replayed") == "true" for a in answers) == 7
+    assert len((await crud.client.get(URL)).json()["items"]) == 1
+
+
+async def test_idempotency_key_misuse_is_a_clear_4xx(crud: Crud) -> None:
+    made = await crud.client.post(URL, json={"name": "A"}, headers={"Idempotency-Key": "k"})
+    reused = await crud.client.post(URL, json={"name": "B"}, headers={"Idempotency-Key": "k"})
+    assert reused.status_code == 422
+    assert "other fields" in reused.json()["detail"]
+    for bad in ("", "x" * 256, "é"):
+        response = await crud.client.post(
+            URL, json={"name": "A"}, headers={"Idempotency-Key": bad.encode()}
+        )
+        assert response.status_code == 400, (bad, response.text)
+        assert "Idempotency-Key" in response.json()["detail"]
+    url = made.headers["location"]
+    etag = made.headers["etag"]
+    assert (await crud.client.delete(url, headers={"If-Match": etag})).status_code == 204
+    gone = await crud.client.post(URL, json={"name": "A"}, headers={"Idempotency-Key": "k"})
+    assert gone.status_code == 409
+    assert "deleted" in gone.json()["detail"]
+    assert (await crud.client.get(URL)).json()["items"] == []
+
+
 async def test_numbers_sort_as_numbers_on_every_store(crud: Crud) -> None:
     """A state query sorts JSON values as text (PostgreSQL v1: 10 before 9); the stored
     sort text keeps the query listing in the same order as the index listing."""

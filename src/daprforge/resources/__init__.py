@@ -8,6 +8,7 @@ transactional outbox) and its routes (:func:`resource_router`). See docs/crud-ap
 
 from daprforge.resources.cursor import CursorError, decode_cursor, encode_cursor
 from daprforge.resources.errors import (
+    IdempotencyKeyError,
     InvalidListError,
     NotFoundError,
     PreconditionFailedError,
@@ -24,6 +25,7 @@ __all__ = [
     "ID_PATTERN",
     "CursorError",
     "EventRelay",
+    "IdempotencyKeyError",
     "InvalidListError",
     "ListQuery",
     "NotFoundError",

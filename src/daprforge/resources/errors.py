@@ -17,6 +17,15 @@ class NotFoundError(ResourceError):
     status = 404
 
 
+class IdempotencyKeyError(ResourceError):
+    """An ``Idempotency-Key`` that is malformed (400), or already used for another body
+    (422) or for an item since deleted (409)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        self.status = status
+        super().__init__(detail)
+
+
 class PreconditionFailedError(ResourceError):
     """``If-Match`` names another version than the current one."""
 

@@ -16,6 +16,7 @@ signatures, so the OpenAPI document shows the real request and response schemas.
 from __future__ import annotations
 
 import inspect
+import re
 import typing
 from collections.abc import Awaitable, Callable
 from enum import Enum
@@ -24,7 +25,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, status
 from pydantic import BaseModel, create_model
 
-from daprforge.resources.errors import InvalidListError, NotFoundError
+from daprforge.resources.errors import IdempotencyKeyError, InvalidListError, NotFoundError
 from daprforge.resources.models import ID_PATTERN
 from daprforge.resources.preconditions import etag_of, if_none_match_hits
 from daprforge.resources.spec import ResourceSpec
@@ -59,6 +60,14 @@ def _header_doc(name: str, description: str) -> dict[str, Any]:
 
 
 _IF_MATCH = _header_doc("If-Match", "The ETag of the version this change is based on.")
+_IDEMPOTENCY_KEY = _header_doc(
+    "Idempotency-Key",
+    "A unique value (1-255 printable ASCII characters, e.g. a UUID) the client makes for "
+    "this create: repeating the request with the same key and body within 24 hours answers "
+    "with the item the first request made (header Idempotent-Replayed: true) instead of "
+    "creating another, so a create whose answer was lost can be retried safely.",
+)
+_KEY_CHARACTERS = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,254}")
 _IF_NONE_MATCH = _header_doc("If-None-Match", "An ETag you hold: 304 if still current.")
 
 
@@ -122,11 +131,19 @@ def resource_router(
     allowed_params = {"limit", "cursor", "sort", *spec.filters}
     sorts = ", ".join(spec.sort_fields)
 
-    async def create(body: BaseModel, store: ResourceStore[Any]) -> Response:
-        created = await store.create(body)
-        return _answer(created, 201, Location=f"{prefix}/{created.item.id}")
+    async def create(body: BaseModel, store: ResourceStore[Any], request: Request) -> Response:
+        key = request.headers.get("idempotency-key")
+        if key is not None and not _KEY_CHARACTERS.fullmatch(key):
+            raise IdempotencyKeyError(
+                400, "Idempotency-Key must be 1-255 printable ASCII characters, e.g. a UUID."
+            )
+        created = await store.create(body, idempotency_key=key)
+        headers = {"Location": f"{prefix}/{created.item.id}"}
+        if created.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return _answer(created, 201, **headers)
 
-    _signature(create, body=Annotated[spec.fields, Body()], store=Store)
+    _signature(create, body=Annotated[spec.fields, Body()], store=Store, request=Request)
 
     async def read(item_id: str, store: ResourceStore[Any], request: Request) -> Response:
         found = await store.get(item_id)
@@ -233,7 +250,12 @@ def resource_router(
         response_model=spec.model,
         name=f"create_{spec.name}",
         summary=f"Create a {spec.name}",
-        responses={code: item_responses[code] for code in (413, 422)},
+        responses={
+            400: {"description": "A malformed Idempotency-Key.", **_PROBLEM},
+            409: {"description": "The Idempotency-Key's item was deleted since.", **_PROBLEM},
+            **{code: item_responses[code] for code in (413, 422)},
+        },
+        openapi_extra=_IDEMPOTENCY_KEY,
     )
     router.add_api_route(
         "",

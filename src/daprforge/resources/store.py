@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -42,6 +43,7 @@ from daprforge.resources.cursor import (
     fingerprint,
 )
 from daprforge.resources.errors import (
+    IdempotencyKeyError,
     InvalidListError,
     NotFoundError,
     PreconditionFailedError,
@@ -64,6 +66,8 @@ BULK_CHUNK = 500
 class Versioned(Generic[M]):
     item: M
     revision: str
+    replayed: bool = False
+    """A create answered from its Idempotency-Key: the item an earlier request made."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +121,43 @@ class _Current:
 
 
 B = TypeVar("B", bound=BaseModel)
+
+IDEMPOTENCY_TTL = 24 * 3600
+"""Seconds an Idempotency-Key is remembered after the create it made."""
+
+
+class _Claim:
+    """One create's ``Idempotency-Key``: a record ``<plural>-idempotency:<hash of key>``
+    = ``{"id": <item id>, "request": <hash of the fields>}``, written in the create's
+    transaction, insert-only."""
+
+    def __init__(self, store: ResourceStore[Any], key: str, fields: BaseModel) -> None:
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        self.store = store
+        self.key = f"{store.spec.plural}-idempotency:{digest}"
+        self.request = hashlib.sha256(fields.model_dump_json().encode()).hexdigest()
+
+    def record(self, item_id: str) -> Upsert:
+        value = {"id": item_id, "request": self.request}
+        return Upsert(self.key, value, concurrency="first-write", ttl=IDEMPOTENCY_TTL)
+
+    async def earlier(self) -> Versioned[Any] | None:
+        """What an earlier create with this key made, if there was one."""
+        store = self.store
+        found = await store.dapr.state.get(store.options.state_store, self.key)
+        if found is None or not isinstance(found.value, dict):
+            return None
+        if found.value.get("request") != self.request:
+            raise IdempotencyKeyError(
+                422, "This Idempotency-Key was used for a create with other fields."
+            )
+        item_id = str(found.value.get("id"))
+        made = await store.get(item_id)
+        if made is None:
+            raise IdempotencyKeyError(
+                409, f"This Idempotency-Key created {item_id!r}, which has since been deleted."
+            )
+        return Versioned(made.item, made.revision, replayed=True)
 
 
 def _validated(model: type[B], data: dict[str, Any]) -> B:
@@ -357,7 +398,12 @@ class ResourceStore(Generic[M]):
                     )
         return events
 
-    async def create(self, fields: BaseModel) -> Versioned[M]:
+    async def create(
+        self, fields: BaseModel, *, idempotency_key: str | None = None
+    ) -> Versioned[M]:
+        """A new item. With ``idempotency_key``, a repeat of the request (same key, same
+        fields, within IDEMPOTENCY_TTL) answers with the item the first one made, so a
+        client may retry a create whose answer it never got."""
         moment = now()
         item = _validated(
             self.spec.model,
@@ -367,11 +413,27 @@ class ResourceStore(Generic[M]):
         event = self._event("created", item.id, item.model_dump(mode="json", by_alias=True))
         operations = [Upsert(self.item_key(item.id), self._envelope(item, revision))]
         operations += self._outbox(event)
+        claim = None
+        if idempotency_key is not None:
+            claim = _Claim(self, idempotency_key, fields)
+            if earlier := await claim.earlier():
+                return earlier
+            # Insert-only: a request with the same key that commits first makes this
+            # transaction fail (409 on SQLite and in memory, 500 on PostgreSQL).
+            operations.append(claim.record(item.id))
         bucket = self._bucket(item.id, event, await self.listing() == "index", add=True)
         for attempt in range(WRITE_ATTEMPTS):
-            if await self._commit(operations, bucket):
+            try:
+                committed = await self._commit(operations, bucket)
+            except DaprError:
+                if claim is None or not (earlier := await claim.earlier()):
+                    raise
+                return earlier
+            if committed:
                 self._announce(event)
                 return Versioned(item, revision)
+            if claim is not None and (earlier := await claim.earlier()):
+                return earlier
             await asyncio.sleep(backoff(attempt, base=0.005, cap=0.2))
         raise ConcurrencyError(409, "ERR_STATE_TRANSACTION", "the index kept changing")
 
