@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
+from daprforge.client import SidecarUnavailableError
 from daprforge.resources.models import is_id
 from tests.crud.conftest import Crud, CrudFactory
 
@@ -136,6 +139,26 @@ async def test_an_idempotency_key_makes_a_retried_create_answer_with_the_first_i
     assert sorted(e.data["id"] for e in crud.events) == sorted(i["id"] for i in listed)
 
 
+async def test_a_create_whose_answer_was_lost_is_not_a_replay(
+    crud: Crud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sidecar commits the transaction but its answer is lost (a timeout, simulated:
+    the real transaction runs, then the call raises as a timed-out one would)."""
+    state = crud.store.dapr.state
+    commit = state.transaction
+
+    async def committed_then_timed_out(*args: Any, **kwargs: Any) -> None:
+        await commit(*args, **kwargs)
+        raise SidecarUnavailableError(504, "", "state.transaction: did not answer in time")
+
+    monkeypatch.setattr(state, "transaction", committed_then_timed_out)
+    made = await crud.client.post(URL, json={"name": "A"}, headers={"Idempotency-Key": "lost"})
+    assert made.status_code == 201, made.text
+    assert "idempotent-replayed" not in made.headers
+    await crud.wait_for_events(1)  # announced now, not left for the sweep
+    assert crud.events[0].data["id"] == made.json()["id"]
+
+
 async def test_concurrent_creates_with_one_idempotency_key_make_one_item(crud: Crud) -> None:
     headers = {"Idempotency-Key": "burst"}
     answers = await asyncio.gather(
@@ -177,6 +200,35 @@ async def test_numbers_sort_as_numbers_on_every_store(crud: Crud) -> None:
         response = await crud.client.get(URL, params={"sort": sort, "limit": 100})
         assert response.status_code == 200, response.text
         assert [item["points"] for item in response.json()["items"]] == expected
+
+
+async def test_items_without_sort_text_get_it_when_a_replica_starts(
+    crud_factory: CrudFactory,
+) -> None:
+    """Items written before a sort field was declared (or by an older version) have no
+    sort text; on the query listing a new replica's start-up backfill gives it to them."""
+    first = await crud_factory()
+    points = [9, 10, 1, 100]
+    ids = [(await create(first, points=value))["id"] for value in points]
+    state = first.store.dapr.state
+    store = first.store.options.state_store
+    for item_id in ids:
+        found = await state.get(store, first.store.item_key(item_id))
+        assert found is not None
+        assert "sort" in found.value
+        legacy = {k: v for k, v in found.value.items() if k != "sort"}
+        await state.save(store, first.store.item_key(item_id), legacy)
+
+    second = await crud_factory()
+    if await second.store.listing() == "query":
+        async with asyncio.timeout(10):
+            while True:
+                found_all = await state.get_bulk(store, map(second.store.item_key, ids))
+                if all("sort" in f.value for f in found_all.values() if f is not None):
+                    break
+                await asyncio.sleep(0.05)
+    listed = (await second.client.get(URL, params={"sort": "points"})).json()["items"]
+    assert [item["points"] for item in listed] == sorted(points)
 
 
 async def test_bad_list_requests_are_400s(crud: Crud) -> None:

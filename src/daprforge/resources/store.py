@@ -185,6 +185,7 @@ class ResourceStore(Generic[M]):
             name: TypeAdapter(spec.filter_annotation(name)) for name in spec.filters
         }
         self._probe: asyncio.Task[None] | None = None
+        self._backfill: asyncio.Task[None] | None = None
         self.relay: EventRelay | None = None
         if options.topic:
             self.relay = EventRelay(
@@ -213,12 +214,12 @@ class ResourceStore(Generic[M]):
     async def start(self) -> None:
         """Start the event relay (call from the app's lifespan). With ``listing="auto"``
         the store's capabilities are asked in the background, so that the outbox sweep
-        starts even before the first request (the sidecar may still be starting)."""
-        if self.relay is None:
-            return
-        self.relay.start()
+        and the sort backfill start even before the first request (the sidecar may still
+        be starting)."""
+        if self.relay is not None:
+            self.relay.start()
         if self._listing is not None:
-            self._start_sweep(self._listing)
+            self._listing_known(self._listing)
         else:
             self._probe = asyncio.create_task(self._probe_listing(), name="daprforge-listing")
 
@@ -234,10 +235,11 @@ class ResourceStore(Generic[M]):
                 delay = min(5.0, delay * 2)
 
     async def close(self) -> None:
-        if self._probe is not None:
-            self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._probe
+        for task in (self._probe, self._backfill):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.relay is not None:
             await self.relay.close()
 
@@ -251,15 +253,50 @@ class ResourceStore(Generic[M]):
                     capabilities = set(component.capabilities) if component else set()
                     self._listing = "query" if "QUERY_API" in capabilities else "index"
                     log.info("listing %s with the %s strategy", self.spec.plural, self._listing)
-                    self._start_sweep(self._listing)
+                    self._listing_known(self._listing)
         return self._listing
 
-    def _start_sweep(self, listing: Literal["query", "index"]) -> None:
-        """Look for events a stopped process left: by query, or through the index."""
+    def _listing_known(self, listing: Literal["query", "index"]) -> None:
+        """Look for events a stopped process left (by query, or through the index) and,
+        for the query listing, give older items their sort text."""
         if self.relay is not None:
             if listing == "index":
                 self.relay.finder = self._index_records
             self.relay.start(sweep=True)
+        if listing == "query" and self.spec.keyed_sorts and self._backfill is None:
+            self._backfill = asyncio.create_task(self._backfill_sorts(), name="daprforge-sorts")
+
+    async def _backfill_sorts(self) -> None:
+        """Items written before a sort field was declared (or by an older version) lack
+        its sort text, and a query sorts a missing value as null: at the end, whatever
+        the order. Each such item gets it, compare-and-swap on its ETag (a writer that got
+        there first wrote it anyway); nothing else changes, no event."""
+        store, wanted = self.options.state_store, set(self.spec.keyed_sorts)
+        fixed = 0
+        token: str | None = None
+        try:
+            while True:
+                page: dict[str, Any] = {"limit": 200, **({"token": token} if token else {})}
+                result = await self.dapr.state.query(
+                    store, {"filter": {"EQ": {"kind": self.kind}}, "page": page}
+                )
+                for entry in result.items:
+                    envelope = entry.value
+                    if not isinstance(envelope, dict) or set(envelope.get("sort", ())) == wanted:
+                        continue
+                    with contextlib.suppress(ConcurrencyError):
+                        sorts = self._sorts(self._model(envelope))
+                        await self.dapr.state.save(
+                            store, entry.key, {**envelope, "sort": sorts}, etag=entry.etag
+                        )
+                        fixed += 1
+                if not result.items or not result.token:
+                    break
+                token = result.token
+        except Exception as exc:  # the next start tries again
+            log.warning("could not give every %s its sort text: %s", self.spec.name, exc)
+        if fixed:
+            log.info("gave %d %s their sort text", fixed, self.spec.plural)
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -281,14 +318,17 @@ class ResourceStore(Generic[M]):
     # --- writes ---------------------------------------------------------------------------
 
     def _envelope(self, item: M, revision: str) -> dict[str, Any]:
-        sorts = item.model_dump(mode="json", include=set(self.spec.keyed_sorts))
         return {
             "kind": self.kind,
             "rev": revision,
             "deleted": False,
             "item": item.model_dump(mode="json", by_alias=True),
-            "sort": {name: sort_text(value) for name, value in sorts.items()},
+            "sort": self._sorts(item),
         }
+
+    def _sorts(self, item: M) -> dict[str, str]:
+        values = item.model_dump(mode="json", include=set(self.spec.keyed_sorts), by_alias=False)
+        return {name: sort_text(value) for name, value in values.items()}
 
     def _event(self, change: str, item_id: str, changed: dict[str, Any]) -> OutboxEvent:
         event_id = new_id()
@@ -426,9 +466,13 @@ class ResourceStore(Generic[M]):
             try:
                 committed = await self._commit(operations, bucket)
             except DaprError:
+                # Another create with the key won, or ours committed but its answer was
+                # lost (a timeout): the key's record tells which.
                 if claim is None or not (earlier := await claim.earlier()):
                     raise
-                return earlier
+                if earlier.item.id != item.id:
+                    return earlier
+                committed = True
             if committed:
                 self._announce(event)
                 return Versioned(item, revision)
@@ -655,12 +699,12 @@ class ResourceStore(Generic[M]):
         next_cursor = None
         if start + query.limit < len(rows) and selected:
             last = selected[-1][1]
-            value = last.model_dump(mode="json", include={query.sort})[query.sort]
+            value = last.model_dump(mode="json", include={query.sort}, by_alias=False)[query.sort]
             next_cursor = encode_cursor({"k": value, "id": last.id}, print_)
         return Page([item for _, item in selected], next_cursor)
 
     def _sort_key(self, item: M, sort: str) -> tuple[Any, ...]:
-        value = item.model_dump(mode="json", include={sort})[sort]
+        value = item.model_dump(mode="json", include={sort}, by_alias=False)[sort]
         return _sort_tuple(value, item.id)
 
 
