@@ -69,6 +69,8 @@ from daprforge.launch import free_port
 from daprforge.testing import in_memory_components
 
 ANSWER = " ".join(f"word{i}" for i in range(24))
+Samples = list[tuple[float, float]]
+"""(TTFB, total) of each streamed answer, in seconds."""
 TTFB_TARGET_MS = 2.0
 
 
@@ -256,10 +258,10 @@ async def measure(args: argparse.Namespace, openai_url: str, url: str, relay_url
             await provider_stream(provider, f"warm {i}")
             await service_stream(client, f"warm {i} {uuid.uuid4().hex}", f"user-{i % 50}")
             await service_stream(relay_client, f"warm {i}", "", "/relay/stream")
-        direct: list[tuple[float, float]] = []
-        alone: list[tuple[float, float]] = []
-        relayed: list[tuple[float, float]] = []
-        through: list[tuple[float, float]] = []
+        direct: Samples = []
+        alone: Samples = []
+        relayed: Samples = []
+        through: Samples = []
         for i in range(args.requests):
             prompt = f"Explain Python lists, take {i} {uuid.uuid4().hex}"
             direct.append(await direct_stream(sdk, prompt))
@@ -287,18 +289,18 @@ async def measure(args: argparse.Namespace, openai_url: str, url: str, relay_url
                 *(f"{ms(ttfb, q):.2f}" for q in (50, 90)),
                 *(f"{ms(total, q):.2f}" for q in (50, 90)),
             )
-        ttfb_overhead = ms([v[0] for v in through], 50) - ms([v[0] for v in direct], 50)
-        total_overhead = ms([v[1] for v in through], 50) - ms([v[1] for v in direct], 50)
-        table.add_row("overhead (p50)", f"{ttfb_overhead:.2f}", "", f"{total_overhead:.2f}", "")
-        layer_ttfb = ms([v[0] for v in through], 50) - ms([v[0] for v in alone], 50)
-        layer_total = ms([v[1] for v in through], 50) - ms([v[1] for v in alone], 50)
-        table.add_row("layer overhead (p50)", f"{layer_ttfb:.2f}", "", f"{layer_total:.2f}", "")
-        hop_ttfb = ms([v[0] for v in relayed], 50) - ms([v[0] for v in direct], 50)
-        hop_total = ms([v[1] for v in relayed], 50) - ms([v[1] for v in direct], 50)
-        table.add_row("relay overhead (p50)", f"{hop_ttfb:.2f}", "", f"{hop_total:.2f}", "")
-        hop_ttfb = ms([v[0] for v in relayed], 50) - ms([v[0] for v in alone], 50)
-        hop_total = ms([v[1] for v in relayed], 50) - ms([v[1] for v in alone], 50)
-        table.add_row("hop cost (p50)", f"{hop_ttfb:.2f}", "", f"{hop_total:.2f}", "")
+
+        def difference(label: str, path: Samples, baseline: Samples) -> float:
+            """Adds the row ``label`` = p50 of ``path`` - p50 of ``baseline``; the TTFB one."""
+            ttfb = ms([v[0] for v in path], 50) - ms([v[0] for v in baseline], 50)
+            total = ms([v[1] for v in path], 50) - ms([v[1] for v in baseline], 50)
+            table.add_row(label, f"{ttfb:.2f}", "", f"{total:.2f}", "")
+            return ttfb
+
+        ttfb_overhead = difference("overhead (p50)", through, direct)
+        difference("layer overhead (p50)", through, alone)
+        difference("relay overhead (p50)", relayed, direct)
+        difference("hop cost (p50)", relayed, alone)
         console.print(table)
 
         cached = {"prompt": "What is a tuple?"}

@@ -269,8 +269,8 @@ class ResourceStore(Generic[M]):
     async def _backfill_sorts(self) -> None:
         """Items written before a sort field was declared (or by an older version) lack
         its sort text, and a query sorts a missing value as null: at the end, whatever
-        the order. Each such item gets it, compare-and-swap on its ETag (a writer that got
-        there first wrote it anyway); nothing else changes, no event."""
+        the order. Each such item gets it, compare-and-swap on its ETag; nothing else
+        changes, no event."""
         store, wanted = self.options.state_store, set(self.spec.keyed_sorts)
         fixed = 0
         token: str | None = None
@@ -284,7 +284,8 @@ class ResourceStore(Generic[M]):
                     envelope = entry.value
                     if not isinstance(envelope, dict) or set(envelope.get("sort", ())) == wanted:
                         continue
-                    with contextlib.suppress(ConcurrencyError):
+                    # A writer got there first, or the item no longer fits the model.
+                    with contextlib.suppress(ConcurrencyError, ValidationError):
                         sorts = self._sorts(self._model(envelope))
                         await self.dapr.state.save(
                             store, entry.key, {**envelope, "sort": sorts}, etag=entry.etag
@@ -459,7 +460,7 @@ class ResourceStore(Generic[M]):
             if earlier := await claim.earlier():
                 return earlier
             # Insert-only: a request with the same key that commits first makes this
-            # transaction fail (409 on SQLite and in memory, 500 on PostgreSQL).
+            # transaction fail as a conflict.
             operations.append(claim.record(item.id))
         bucket = self._bucket(item.id, event, await self.listing() == "index", add=True)
         for attempt in range(WRITE_ATTEMPTS):
