@@ -17,7 +17,6 @@ import json
 import os
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -115,34 +114,12 @@ class Machine:
     def affinity(self, cpu: int) -> list[str]:
         return ["taskset", "-c", str(cpu)] if self.pin else []
 
-    @contextlib.contextmanager
     def server(
         self, argv: list[str], port: int, health: str, log: Path, cpu: int = SERVER_CPU
-    ) -> Iterator[int]:
+    ) -> contextlib.AbstractContextManager[int]:
         """Start a server pinned to ``cpu``, wait for ``health`` to answer, yield its pid."""
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [*self.affinity(cpu), *argv], stdout=out, stderr=subprocess.STDOUT
-            )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"http://127.0.0.1:{port}{health}", timeout=1).is_success:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"server not ready after 30 s:\n{log.read_text()}")
-                time.sleep(0.1)
-            yield proc.pid
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        health_url = f"http://127.0.0.1:{port}{health}"
+        return started([*self.affinity(cpu), *argv], health_url, log, seconds=30)
 
     @contextlib.contextmanager
     def bare_server(self, tmp: Path) -> Iterator[tuple[int, int]]:
