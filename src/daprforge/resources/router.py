@@ -67,8 +67,9 @@ _IDEMPOTENCY_KEY = _header_doc(
     "with the item the first request made (header Idempotent-Replayed: true) instead of "
     "creating another, so a create whose answer was lost can be retried safely.",
 )
-_KEY_CHARACTERS = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,254}")
 _IF_NONE_MATCH = _header_doc("If-None-Match", "An ETag you hold: 304 if still current.")
+_KEY_CHARACTERS = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,254}")
+"""An Idempotency-Key: 1-255 printable ASCII characters, not starting with a space."""
 
 
 def _signature(function: Callable[..., Any], **annotations: Any) -> None:
